@@ -1,0 +1,37 @@
+//! `ramp`: the controller and its tools.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ramp", version, about = "Progressive delivery for Kubernetes, compatible with Argo Rollouts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions of the argoproj.io/v1alpha1 kinds Ramp serves.
+    Crds(ramp_cli::crds::CrdsArgs),
+    /// Check Rollout, AnalysisTemplate and Experiment manifests for mistakes.
+    Lint(ramp_cli::lint::LintArgs),
+    /// Run the emulated Kubernetes cluster (ramp-sim) until interrupted.
+    Sim(ramp_cli::sim::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Crds(args) => ramp_cli::crds::run(&args),
+        Command::Lint(args) => ramp_cli::lint::run(&args),
+        Command::Sim(args) => ramp_cli::sim::run(&args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

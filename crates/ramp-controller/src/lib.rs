@@ -1,0 +1,2 @@
+//! The controller shell (filled by the canary issue).
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! Apimachinery semantics (in progress).

@@ -1,0 +1,1 @@
+//! Traffic and metrics simulator (in progress).
