@@ -62,5 +62,20 @@ pub const WEB_JSON_PATH: &str = "{$}";
 pub const NEW_RELIC_TIMEOUT_SECONDS: i64 = 5;
 /// `Experiment.spec.progressDeadlineSeconds`.
 pub const EXPERIMENT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
+/// `provider.datadog.interval`: look-back window of the query (also a CRD schema default).
+pub const DATADOG_INTERVAL: &str = "5m";
+/// `provider.datadog.requestTimeout` (also a CRD schema default).
+pub const DATADOG_REQUEST_TIMEOUT: &str = "10s";
+/// `provider.newRelic.profile`: name of the Secret holding the New Relic credentials.
+pub const NEW_RELIC_PROFILE: &str = "newrelic";
+/// `provider.influxdb.profile`: name of the Secret holding the InfluxDB credentials.
+pub const INFLUXDB_PROFILE: &str = "influxdb";
+/// `provider.cloudWatch.interval`: look-back window of the queries.
+pub const CLOUDWATCH_INTERVAL: &str = "5m";
+/// `Experiment.spec.templates[].replicas`.
+pub const EXPERIMENT_TEMPLATE_REPLICAS: i32 = 1;
+/// `Experiment.spec.scaleDownDelaySeconds`: how long template ReplicaSets stay up after the
+/// experiment ends.
+pub const EXPERIMENT_SCALE_DOWN_DELAY_SECONDS: i32 = 30;
 /// How often upstream re-examines a rollout with an invalid spec.
 pub const INVALID_SPEC_RETRY_SECONDS: u64 = 20;

@@ -8,6 +8,7 @@ pub mod crd;
 pub mod defaults;
 pub mod duration;
 pub mod experiment;
+pub mod features;
 pub mod rollout;
 pub mod schema;
 pub mod validation;

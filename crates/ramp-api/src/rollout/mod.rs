@@ -443,7 +443,7 @@ pub fn scaled_int_or_percent(
         IntOrString::Int(count) => Ok(*count),
         IntOrString::String(text) => {
             let digits = text.replace('%', "");
-            let percent: i64 = digits.trim().parse().map_err(|_| IntOrPercentError {
+            let percent: i64 = digits.parse().map_err(|_| IntOrPercentError {
                 field,
                 value: text.clone(),
                 reason: "not an integer or a percentage".to_owned(),
