@@ -13,7 +13,9 @@ pub enum DurationError {
     Empty,
     #[error("{input:?} is not a duration: a number must precede each unit")]
     MissingNumber { input: String },
-    #[error("{input:?} is not a duration: missing unit after {number:?} (use ns, us, ms, s, m or h)")]
+    #[error(
+        "{input:?} is not a duration: missing unit after {number:?} (use ns, us, ms, s, m or h)"
+    )]
     MissingUnit { input: String, number: String },
     #[error("{input:?} is not a duration: unknown unit {unit:?} (use ns, us, ms, s, m or h)")]
     UnknownUnit { input: String, unit: String },
@@ -40,11 +42,15 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
         return Ok(Duration::ZERO);
     }
     if body.is_empty() {
-        return Err(DurationError::MissingNumber { input: input.to_owned() });
+        return Err(DurationError::MissingNumber {
+            input: input.to_owned(),
+        });
     }
     let total = parse_parts(input, body)?;
     if negative && total > 0 {
-        return Err(DurationError::Negative { input: input.to_owned() });
+        return Err(DurationError::Negative {
+            input: input.to_owned(),
+        });
     }
     nanos_to_duration(input, total)
 }
@@ -71,12 +77,15 @@ pub fn from_int_or_string(value: &IntOrString) -> Result<Duration, DurationError
 fn seconds_to_duration(input: &str, seconds: i64) -> Result<Duration, DurationError> {
     u64::try_from(seconds)
         .map(Duration::from_secs)
-        .map_err(|_| DurationError::Negative { input: input.to_owned() })
+        .map_err(|_| DurationError::Negative {
+            input: input.to_owned(),
+        })
 }
 
 fn nanos_to_duration(input: &str, nanos: u128) -> Result<Duration, DurationError> {
-    let seconds = u64::try_from(nanos / NANOS_PER_SECOND)
-        .map_err(|_| DurationError::Overflow { input: input.to_owned() })?;
+    let seconds = u64::try_from(nanos / NANOS_PER_SECOND).map_err(|_| DurationError::Overflow {
+        input: input.to_owned(),
+    })?;
     // The remainder is below one billion, so it always fits.
     let sub_nanos = u32::try_from(nanos % NANOS_PER_SECOND).unwrap_or(0);
     Ok(Duration::new(seconds, sub_nanos))
@@ -84,7 +93,9 @@ fn nanos_to_duration(input: &str, nanos: u128) -> Result<Duration, DurationError
 
 /// Sums the `<number><unit>` parts of `body`, in nanoseconds.
 fn parse_parts(input: &str, body: &str) -> Result<u128, DurationError> {
-    let overflow = || DurationError::Overflow { input: input.to_owned() };
+    let overflow = || DurationError::Overflow {
+        input: input.to_owned(),
+    };
     let mut rest = body;
     let mut total: u128 = 0;
     while !rest.is_empty() {
@@ -97,7 +108,9 @@ fn parse_parts(input: &str, body: &str) -> Result<u128, DurationError> {
             None => (number, ""),
         };
         if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
-            return Err(DurationError::MissingNumber { input: input.to_owned() });
+            return Err(DurationError::MissingNumber {
+                input: input.to_owned(),
+            });
         }
         rest = &rest[number_len..];
         let unit_len = rest
@@ -179,7 +192,10 @@ mod tests {
         assert_eq!(parse("-0"), Ok(Duration::ZERO));
         assert_eq!(
             parse("30"),
-            Err(DurationError::MissingUnit { input: "30".into(), number: "30".into() })
+            Err(DurationError::MissingUnit {
+                input: "30".into(),
+                number: "30".into()
+            })
         );
     }
 
@@ -188,14 +204,33 @@ mod tests {
         assert_eq!(parse(""), Err(DurationError::Empty));
         assert_eq!(
             parse("5x"),
-            Err(DurationError::UnknownUnit { input: "5x".into(), unit: "x".into() })
+            Err(DurationError::UnknownUnit {
+                input: "5x".into(),
+                unit: "x".into()
+            })
         );
-        assert_eq!(parse("s"), Err(DurationError::MissingNumber { input: "s".into() }));
-        assert_eq!(parse("1..5s"), Err(DurationError::MissingNumber { input: "1..5s".into() }));
-        assert_eq!(parse("-5s"), Err(DurationError::Negative { input: "-5s".into() }));
+        assert_eq!(
+            parse("s"),
+            Err(DurationError::MissingNumber { input: "s".into() })
+        );
+        assert_eq!(
+            parse("1..5s"),
+            Err(DurationError::MissingNumber {
+                input: "1..5s".into()
+            })
+        );
+        assert_eq!(
+            parse("-5s"),
+            Err(DurationError::Negative {
+                input: "-5s".into()
+            })
+        );
         assert_eq!(
             parse("5 s"),
-            Err(DurationError::UnknownUnit { input: "5 s".into(), unit: " s".into() })
+            Err(DurationError::UnknownUnit {
+                input: "5 s".into(),
+                unit: " s".into()
+            })
         );
         assert!(matches!(
             parse("99999999999999999999999h"),
@@ -220,7 +255,10 @@ mod tests {
             parse_seconds_or_duration("-3"),
             Err(DurationError::Negative { input: "-3".into() })
         );
-        assert_eq!(from_int_or_string(&IntOrString::Int(45)), Ok(Duration::from_secs(45)));
+        assert_eq!(
+            from_int_or_string(&IntOrString::Int(45)),
+            Ok(Duration::from_secs(45))
+        );
         assert_eq!(
             from_int_or_string(&IntOrString::String("2h".into())),
             Ok(Duration::from_secs(7200))

@@ -37,7 +37,11 @@ const EXPERIMENT: &[&str] = &["Experiment"];
 
 macro_rules! feature {
     ($kinds:expr, $path:literal, $name:literal) => {
-        UnimplementedFeature { kinds: $kinds, path: $path, name: $name }
+        UnimplementedFeature {
+            kinds: $kinds,
+            path: $path,
+            name: $name,
+        }
     };
 }
 
@@ -45,27 +49,111 @@ macro_rules! feature {
 /// traffic routing, header and mirror routes on Istio, blue-green, and analysis with the
 /// Prometheus, web and job providers; everything else upstream offers is listed here.
 pub const UNIMPLEMENTED: &[UnimplementedFeature] = &[
-    feature!(ROLLOUT, "spec.workloadRef", "workloadRef (taking the pod template from another workload)"),
-    feature!(ROLLOUT, "spec.strategy.canary.trafficRouting.alb", "the ALB traffic router"),
-    feature!(ROLLOUT, "spec.strategy.canary.trafficRouting.smi", "the SMI traffic router"),
-    feature!(ROLLOUT, "spec.strategy.canary.trafficRouting.ambassador", "the Ambassador traffic router"),
-    feature!(ROLLOUT, "spec.strategy.canary.trafficRouting.apisix", "the APISIX traffic router"),
-    feature!(ROLLOUT, "spec.strategy.canary.trafficRouting.appMesh", "the App Mesh traffic router"),
-    feature!(ROLLOUT, "spec.strategy.canary.trafficRouting.traefik", "the Traefik traffic router"),
-    feature!(ROLLOUT, "spec.strategy.canary.trafficRouting.plugins", "the traffic-router plugin mechanism"),
-    feature!(ROLLOUT, "spec.strategy.canary.steps[].experiment", "the experiment step"),
-    feature!(ROLLOUT, "spec.strategy.canary.steps[].plugin", "the step plugin mechanism"),
-    feature!(ROLLOUT, "spec.strategy.canary.pingPong", "pingPong (alternating ping and pong services)"),
-    feature!(ROLLOUT, "spec.strategy.canary.replicaProgressThreshold", "replicaProgressThreshold"),
-    feature!(METRIC_HOLDERS, "spec.metrics[].provider.kayenta", "the Kayenta metric provider"),
-    feature!(METRIC_HOLDERS, "spec.metrics[].provider.datadog", "the Datadog metric provider"),
-    feature!(METRIC_HOLDERS, "spec.metrics[].provider.newRelic", "the New Relic metric provider"),
-    feature!(METRIC_HOLDERS, "spec.metrics[].provider.wavefront", "the Wavefront metric provider"),
-    feature!(METRIC_HOLDERS, "spec.metrics[].provider.cloudWatch", "the CloudWatch metric provider"),
-    feature!(METRIC_HOLDERS, "spec.metrics[].provider.graphite", "the Graphite metric provider"),
-    feature!(METRIC_HOLDERS, "spec.metrics[].provider.influxdb", "the InfluxDB metric provider"),
-    feature!(METRIC_HOLDERS, "spec.metrics[].provider.skywalking", "the SkyWalking metric provider"),
-    feature!(METRIC_HOLDERS, "spec.metrics[].provider.plugin", "the metric provider plugin mechanism"),
+    feature!(
+        ROLLOUT,
+        "spec.workloadRef",
+        "workloadRef (taking the pod template from another workload)"
+    ),
+    feature!(
+        ROLLOUT,
+        "spec.strategy.canary.trafficRouting.alb",
+        "the ALB traffic router"
+    ),
+    feature!(
+        ROLLOUT,
+        "spec.strategy.canary.trafficRouting.smi",
+        "the SMI traffic router"
+    ),
+    feature!(
+        ROLLOUT,
+        "spec.strategy.canary.trafficRouting.ambassador",
+        "the Ambassador traffic router"
+    ),
+    feature!(
+        ROLLOUT,
+        "spec.strategy.canary.trafficRouting.apisix",
+        "the APISIX traffic router"
+    ),
+    feature!(
+        ROLLOUT,
+        "spec.strategy.canary.trafficRouting.appMesh",
+        "the App Mesh traffic router"
+    ),
+    feature!(
+        ROLLOUT,
+        "spec.strategy.canary.trafficRouting.traefik",
+        "the Traefik traffic router"
+    ),
+    feature!(
+        ROLLOUT,
+        "spec.strategy.canary.trafficRouting.plugins",
+        "the traffic-router plugin mechanism"
+    ),
+    feature!(
+        ROLLOUT,
+        "spec.strategy.canary.steps[].experiment",
+        "the experiment step"
+    ),
+    feature!(
+        ROLLOUT,
+        "spec.strategy.canary.steps[].plugin",
+        "the step plugin mechanism"
+    ),
+    feature!(
+        ROLLOUT,
+        "spec.strategy.canary.pingPong",
+        "pingPong (alternating ping and pong services)"
+    ),
+    feature!(
+        ROLLOUT,
+        "spec.strategy.canary.replicaProgressThreshold",
+        "replicaProgressThreshold"
+    ),
+    feature!(
+        METRIC_HOLDERS,
+        "spec.metrics[].provider.kayenta",
+        "the Kayenta metric provider"
+    ),
+    feature!(
+        METRIC_HOLDERS,
+        "spec.metrics[].provider.datadog",
+        "the Datadog metric provider"
+    ),
+    feature!(
+        METRIC_HOLDERS,
+        "spec.metrics[].provider.newRelic",
+        "the New Relic metric provider"
+    ),
+    feature!(
+        METRIC_HOLDERS,
+        "spec.metrics[].provider.wavefront",
+        "the Wavefront metric provider"
+    ),
+    feature!(
+        METRIC_HOLDERS,
+        "spec.metrics[].provider.cloudWatch",
+        "the CloudWatch metric provider"
+    ),
+    feature!(
+        METRIC_HOLDERS,
+        "spec.metrics[].provider.graphite",
+        "the Graphite metric provider"
+    ),
+    feature!(
+        METRIC_HOLDERS,
+        "spec.metrics[].provider.influxdb",
+        "the InfluxDB metric provider"
+    ),
+    feature!(
+        METRIC_HOLDERS,
+        "spec.metrics[].provider.skywalking",
+        "the SkyWalking metric provider"
+    ),
+    feature!(
+        METRIC_HOLDERS,
+        "spec.metrics[].provider.plugin",
+        "the metric provider plugin mechanism"
+    ),
     feature!(
         METRIC_HOLDERS,
         "spec.metrics[].provider.prometheus.authentication.sigv4",
@@ -82,7 +170,11 @@ pub fn find_unimplemented(kind: &str, object: &Value) -> Vec<FeatureUse> {
         let segments: Vec<&str> = feature.path.split('.').collect();
         let mut fields = Vec::new();
         collect_matches(object, &segments, String::new(), &mut fields);
-        uses.extend(fields.into_iter().map(|field| FeatureUse { feature, field }));
+        uses.extend(
+            fields
+                .into_iter()
+                .map(|field| FeatureUse { feature, field }),
+        );
     }
     uses
 }
@@ -101,7 +193,11 @@ fn collect_matches(value: &Value, segments: &[&str], prefix: String, out: &mut V
     let Some(child) = value.get(key) else {
         return;
     };
-    let path = if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
+    let path = if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    };
     if every_element {
         if let Some(items) = child.as_array() {
             for (index, item) in items.iter().enumerate() {
@@ -177,7 +273,10 @@ mod tests {
         let found = fields("ClusterAnalysisTemplate", &template);
         assert_eq!(
             found.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(),
-            vec!["spec.metrics[1].provider.datadog", "spec.metrics[0].provider.prometheus.authentication.sigv4"]
+            vec![
+                "spec.metrics[1].provider.datadog",
+                "spec.metrics[0].provider.prometheus.authentication.sigv4"
+            ]
         );
         assert_eq!(fields("Rollout", &template), vec![]);
     }
@@ -187,7 +286,10 @@ mod tests {
         let experiment = json!({"kind": "Experiment", "spec": {"templates": []}});
         assert_eq!(
             fields("Experiment", &experiment),
-            vec![("kind".to_owned(), "the Experiment kind is not implemented by Ramp yet".to_owned())]
+            vec![(
+                "kind".to_owned(),
+                "the Experiment kind is not implemented by Ramp yet".to_owned()
+            )]
         );
     }
 }

@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod duration;
 pub mod experiment;
 pub mod features;
+pub mod manifest;
 pub mod rollout;
 pub mod schema;
 pub mod validation;

@@ -2,7 +2,7 @@
 //! the shape lives here; querying a provider is the job of `ramp-core`/`ramp-controller`.
 //! Exactly one member must be set, which [`MetricProvider::kind`] checks.
 
-use super::AnalysisSpecError;
+use super::AnalysisFieldError;
 use crate::defaults;
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -122,24 +122,24 @@ impl MetricProvider {
     }
 
     /// The single provider that is set; none or several is a spec error.
-    pub fn kind(&self) -> Result<ProviderKind, AnalysisSpecError> {
+    pub fn kind(&self) -> Result<ProviderKind, AnalysisFieldError> {
         match self.kinds_set().as_slice() {
-            [] => Err(AnalysisSpecError::NoProvider),
+            [] => Err(AnalysisFieldError::NoProvider),
             [kind] => Ok(*kind),
-            several => Err(AnalysisSpecError::MultipleProviders(
+            several => Err(AnalysisFieldError::MultipleProviders(
                 several.iter().map(|k| k.json_name()).collect(),
             )),
         }
     }
 
     /// The JSON name of the single provider that is set (`prometheus`, `newRelic`, ...).
-    pub fn kind_name(&self) -> Result<&'static str, AnalysisSpecError> {
+    pub fn kind_name(&self) -> Result<&'static str, AnalysisFieldError> {
         self.kind().map(ProviderKind::json_name)
     }
 
     /// The plugin name and configuration when the provider is a plugin; a metric names exactly
     /// one plugin.
-    pub fn plugin(&self) -> Result<Option<(&str, &serde_json::Value)>, AnalysisSpecError> {
+    pub fn plugin(&self) -> Result<Option<(&str, &serde_json::Value)>, AnalysisFieldError> {
         let Some(plugins) = &self.plugin else {
             return Ok(None);
         };
@@ -147,7 +147,9 @@ impl MetricProvider {
         match (entries.next(), entries.next()) {
             (None, _) => Ok(None),
             (Some((name, config)), None) => Ok(Some((name.as_str(), config))),
-            (Some(_), Some(_)) => Err(AnalysisSpecError::MultiplePlugins(plugins.keys().cloned().collect())),
+            (Some(_), Some(_)) => Err(AnalysisFieldError::MultiplePlugins(
+                plugins.keys().cloned().collect(),
+            )),
         }
     }
 }
@@ -318,7 +320,8 @@ impl WebMetric {
 
     /// Request timeout in seconds, defaulted.
     pub fn timeout_seconds(&self) -> i64 {
-        self.timeout_seconds.unwrap_or(defaults::WEB_TIMEOUT_SECONDS)
+        self.timeout_seconds
+            .unwrap_or(defaults::WEB_TIMEOUT_SECONDS)
     }
 }
 
@@ -330,6 +333,7 @@ pub struct JobMetric {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<JobMetricMetadata>,
     /// Spec of the created Job.
+    #[schemars(schema_with = "crate::schema::embedded_job_spec")]
     pub spec: JobSpec,
 }
 
@@ -445,9 +449,11 @@ pub enum DatadogAggregator {
 pub struct DatadogMetric {
     /// Reducer for v2 queries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::absent_or::<DatadogAggregator>")]
     pub aggregator: Option<DatadogAggregator>,
     /// API version: v1 (default) or v2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::absent_or::<DatadogApiVersion>")]
     #[schemars(extend("default" = "v1"))]
     pub api_version: Option<DatadogApiVersion>,
     /// Formula combining the named `queries` (v2).
@@ -480,12 +486,16 @@ impl DatadogMetric {
 
     /// Look-back window, defaulted.
     pub fn interval(&self) -> &str {
-        self.interval.as_deref().unwrap_or(defaults::DATADOG_INTERVAL)
+        self.interval
+            .as_deref()
+            .unwrap_or(defaults::DATADOG_INTERVAL)
     }
 
     /// Request timeout, defaulted.
     pub fn request_timeout(&self) -> &str {
-        self.request_timeout.as_deref().unwrap_or(defaults::DATADOG_REQUEST_TIMEOUT)
+        self.request_timeout
+            .as_deref()
+            .unwrap_or(defaults::DATADOG_REQUEST_TIMEOUT)
     }
 }
 
@@ -518,7 +528,9 @@ pub struct NewRelicMetric {
 impl NewRelicMetric {
     /// Credentials Secret name, defaulted.
     pub fn profile(&self) -> &str {
-        self.profile.as_deref().unwrap_or(defaults::NEW_RELIC_PROFILE)
+        self.profile
+            .as_deref()
+            .unwrap_or(defaults::NEW_RELIC_PROFILE)
     }
 
     /// Query timeout in seconds, defaulted.
@@ -566,7 +578,9 @@ pub struct InfluxdbMetric {
 impl InfluxdbMetric {
     /// Credentials Secret name, defaulted.
     pub fn profile(&self) -> &str {
-        self.profile.as_deref().unwrap_or(defaults::INFLUXDB_PROFILE)
+        self.profile
+            .as_deref()
+            .unwrap_or(defaults::INFLUXDB_PROFILE)
     }
 }
 
@@ -599,7 +613,9 @@ pub struct CloudWatchMetric {
 impl CloudWatchMetric {
     /// Look-back window, defaulted.
     pub fn interval(&self) -> &str {
-        self.interval.as_deref().unwrap_or(defaults::CLOUDWATCH_INTERVAL)
+        self.interval
+            .as_deref()
+            .unwrap_or(defaults::CLOUDWATCH_INTERVAL)
     }
 }
 

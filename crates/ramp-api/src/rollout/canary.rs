@@ -2,16 +2,18 @@
 //! `traffic.rs`; what the steps do is decided in `ramp-core`.
 
 use super::{
-    AnalysisRunArgument, AntiAffinity, PodTemplateMetadata, RolloutAnalysis,
-    RolloutAnalysisBackground, RolloutBudget, IntOrPercentError, RolloutTrafficRouting,
+    AbortScaleDown, AnalysisRunArgument, AntiAffinity, IntOrPercentError, PodTemplateMetadata,
+    RolloutAnalysis, RolloutAnalysisBackground, RolloutBudget, RolloutTrafficRouting,
 };
 use crate::common::{AnalysisRunMetadata, DryRun};
 use crate::defaults;
+use crate::duration::DurationError;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Canary: the new ReplicaSet grows and takes traffic step by step while the stable one serves
 /// the rest.
@@ -104,16 +106,23 @@ impl CanaryStrategy {
         )
     }
 
-    /// Seconds the previous stable ReplicaSet stays up after promotion (default 30).
+    /// Seconds the previous stable ReplicaSet stays up after promotion: 30 by default with
+    /// traffic routing; a basic canary never delays (0), whatever is configured.
     pub fn scale_down_delay_seconds(&self) -> i32 {
+        if self.traffic_routing.is_none() {
+            return 0;
+        }
         self.scale_down_delay_seconds
             .unwrap_or(defaults::SCALE_DOWN_DELAY_SECONDS)
     }
 
-    /// Seconds the canary ReplicaSet stays up after an abort; 0 means forever (default 30).
-    pub fn abort_scale_down_delay_seconds(&self) -> i32 {
-        self.abort_scale_down_delay_seconds
-            .unwrap_or(defaults::ABORT_SCALE_DOWN_DELAY_SECONDS)
+    /// What happens to the canary ReplicaSet after an abort: with traffic routing it is kept
+    /// 30 s by default (`0` keeps it forever); a basic canary scales it down at once.
+    pub fn abort_scale_down(&self) -> AbortScaleDown {
+        if self.traffic_routing.is_none() {
+            return AbortScaleDown::AfterSeconds(0);
+        }
+        AbortScaleDown::from_field(self.abort_scale_down_delay_seconds)
     }
 
     /// Whether the stable ReplicaSet shrinks as the canary weight grows.
@@ -128,9 +137,10 @@ impl CanaryStrategy {
 
     /// Denominator of every traffic weight (default 100).
     pub fn max_traffic_weight(&self) -> i32 {
-        self.traffic_routing
-            .as_ref()
-            .map_or(defaults::MAX_TRAFFIC_WEIGHT, RolloutTrafficRouting::max_traffic_weight)
+        self.traffic_routing.as_ref().map_or(
+            defaults::MAX_TRAFFIC_WEIGHT,
+            RolloutTrafficRouting::max_traffic_weight,
+        )
     }
 
     /// Floor for non-zero canary/stable pod counts (0 = no floor).
@@ -206,6 +216,16 @@ pub struct RolloutPause {
     /// (`"30s"`, `"5m"`, `"1h"`). Absent: pause until promoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<IntOrString>,
+}
+
+impl RolloutPause {
+    /// How long to pause, or `None` to wait for a promotion. A malformed duration is an error
+    /// (upstream treats it as an invalid spec).
+    pub fn parsed_duration(&self) -> Option<Result<Duration, DurationError>> {
+        self.duration
+            .as_ref()
+            .map(crate::duration::from_int_or_string)
+    }
 }
 
 /// An experiment step: runs temporary ReplicaSets (and analyses) next to the rollout's.
@@ -357,6 +377,13 @@ pub struct SetMirrorRoute {
     /// Share of matching requests mirrored (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percentage: Option<i32>,
+}
+
+impl RolloutExperimentStep {
+    /// How long the experiment runs, or `None` to run until its required analyses finish.
+    pub fn parsed_duration(&self) -> Option<Result<Duration, DurationError>> {
+        self.duration.as_deref().map(crate::duration::parse)
+    }
 }
 
 impl SetMirrorRoute {

@@ -26,6 +26,10 @@ use std::collections::BTreeMap;
 /// Desired state of a Rollout: a Deployment-like pod template plus a progressive delivery
 /// strategy (canary or blue-green).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) repeats `type_`; they are distinct columns"
+)]
 #[kube(
     group = "argoproj.io",
     version = "v1alpha1",
@@ -83,6 +87,7 @@ pub struct RolloutSpec {
     pub selector: Option<LabelSelector>,
     /// Pod template; every change starts a new revision. Must be empty with `workloadRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::embedded_pod_template")]
     pub template: Option<PodTemplateSpec>,
     /// Takes the pod template from a Deployment, ReplicaSet or PodTemplate in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,7 +146,8 @@ impl RolloutSpec {
 
     /// Seconds a pod must be ready to count as available (default 0).
     pub fn min_ready_seconds(&self) -> i32 {
-        self.min_ready_seconds.unwrap_or(defaults::MIN_READY_SECONDS)
+        self.min_ready_seconds
+            .unwrap_or(defaults::MIN_READY_SECONDS)
     }
 
     /// Whether the rollout is manually paused (`spec.paused`).
@@ -418,6 +424,26 @@ pub mod pod_template_hash_value {
     pub const LATEST: &str = "Latest";
 }
 
+/// What happens to the canary/preview ReplicaSet once an update is aborted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortScaleDown {
+    /// Scale it down after this many seconds (0 = at once).
+    AfterSeconds(i32),
+    /// Never scale it down (`abortScaleDownDelaySeconds: 0`).
+    Never,
+}
+
+impl AbortScaleDown {
+    /// Reads `abortScaleDownDelaySeconds` of a strategy where it applies (default 30).
+    fn from_field(seconds: Option<i32>) -> Self {
+        match seconds {
+            Some(0) => Self::Never,
+            Some(seconds) => Self::AfterSeconds(seconds),
+            None => Self::AfterSeconds(defaults::ABORT_SCALE_DOWN_DELAY_SECONDS),
+        }
+    }
+}
+
 /// A surge or unavailability field that could not be turned into a pod count.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: invalid value {value:?}: {reason}")]
@@ -448,7 +474,14 @@ pub fn scaled_int_or_percent(
                 value: text.clone(),
                 reason: "not an integer or a percentage".to_owned(),
             })?;
-            let scaled = percent * i64::from(total);
+            let scaled =
+                percent
+                    .checked_mul(i64::from(total))
+                    .ok_or_else(|| IntOrPercentError {
+                        field,
+                        value: text.clone(),
+                        reason: "percentage too large".to_owned(),
+                    })?;
             let pods = if round_up {
                 scaled.div_euclid(100) + i64::from(scaled.rem_euclid(100) != 0)
             } else {
