@@ -268,4 +268,18 @@ mod tests {
             Err(DurationError::Negative { input: "-1".into() })
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn compound_durations_sum_their_parts(h in 0u64..10_000, m in 0u64..600, sec in 0u64..600, ms in 0u64..5_000) {
+            let text = format!("{h}h{m}m{sec}s{ms}ms");
+            let expected = Duration::from_secs(h * 3600 + m * 60 + sec) + Duration::from_millis(ms);
+            proptest::prop_assert_eq!(parse(&text), Ok(expected));
+        }
+
+        #[test]
+        fn bare_seconds_equal_the_seconds_unit(sec in 0u32..1_000_000) {
+            proptest::prop_assert_eq!(parse_seconds_or_duration(&sec.to_string()), parse(&format!("{sec}s")));
+        }
+    }
 }

@@ -2,6 +2,9 @@
 //! its clap arguments and a `run` function; `src/bin/` only parses and dispatches.
 #![forbid(unsafe_code)]
 
+pub mod controller;
 pub mod crds;
+pub mod demo;
 pub mod lint;
+pub mod plugin;
 pub mod sim;

@@ -1,2 +1,10 @@
-//! The controller shell (filled by the canary issue).
+//! Ramp's imperative shell: the controllers that gather snapshots, the executor that applies
+//! `ramp-core`'s plans, and the traffic routers that make a `TrafficIntent` true.
 #![forbid(unsafe_code)]
+
+pub mod context;
+pub mod error;
+pub mod executor;
+pub mod metrics;
+pub mod rollout;
+pub mod traffic;

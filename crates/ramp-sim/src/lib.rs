@@ -8,3 +8,8 @@ pub mod api;
 pub mod apimachinery;
 pub mod traffic;
 pub mod workloads;
+
+pub use api::{
+    ErrorFault, FaultError, FaultTarget, Faults, LatencyFault, LoggedRequest, RequestLog, Sim,
+    SimConfig, SimError, SimHandle, Verb,
+};

@@ -206,12 +206,13 @@ fn check_metric(problems: &mut Problems, path: &FieldPath, metric: &Metric) {
         }
         if count > 0 {
             if let (Some(failure), Some(success)) = (failure, consecutive_success) {
-                if failure >= 0 && success >= 0 && count < failure + success {
+                // Widened: both limits come from the manifest and may be near i32::MAX.
+                let needed = i64::from(failure) + i64::from(success);
+                if failure >= 0 && success >= 0 && i64::from(count) < needed {
                     problems.error(
                         &count_path,
                         format!(
-                            "{count} must be at least failureLimit + consecutiveSuccessLimit ({})",
-                            failure + success
+                            "{count} must be at least failureLimit + consecutiveSuccessLimit ({needed})"
                         ),
                     );
                 } else if failure == -1 && count < success {

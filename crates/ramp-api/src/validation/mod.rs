@@ -8,6 +8,7 @@ mod canary;
 mod experiment;
 mod references;
 mod rollout;
+mod routers;
 mod selector;
 mod services;
 
@@ -20,6 +21,7 @@ pub use references::{
     check_template_includes,
 };
 pub use rollout::validate_rollout;
+pub use routers::{RouterObjects, check_router_objects};
 pub use selector::selector_matches;
 pub use services::{ServiceCatalog, check_services};
 
@@ -139,6 +141,37 @@ impl Problems {
 /// once an AnalysisRun substitutes its arguments, so they cannot be judged from the manifest.
 pub(crate) fn has_placeholder(value: &str) -> bool {
     value.contains("{{")
+}
+
+/// Objects of one kind by name, each with the namespace its manifest names (if any). A lookup
+/// matches across namespaces only where one side names none (see `same_namespace`).
+#[derive(Clone, Debug)]
+pub(crate) struct ByName<T>(std::collections::BTreeMap<String, Vec<(Option<String>, T)>>);
+
+impl<T> Default for ByName<T> {
+    fn default() -> Self {
+        Self(std::collections::BTreeMap::new())
+    }
+}
+
+impl<T> ByName<T> {
+    pub(crate) fn insert(&mut self, namespace: Option<&str>, name: &str, value: T) {
+        self.0
+            .entry(name.to_owned())
+            .or_default()
+            .push((namespace.map(str::to_owned), value));
+    }
+
+    /// The first object with this name in a compatible namespace, with its own namespace.
+    pub(crate) fn find(&self, namespace: Option<&str>, name: &str) -> Option<(Option<&str>, &T)> {
+        self.0.get(name)?.iter().find_map(|(own, value)| {
+            references::same_namespace(own.as_deref(), namespace).then_some((own.as_deref(), value))
+        })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Compiles a metric-name rule (`dryRun[].metricName`, `measurementRetention[].metricName`):

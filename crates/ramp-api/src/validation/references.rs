@@ -4,22 +4,29 @@
 //! analyses, end on their own. A scope (namespaced or cluster) with no known template at all is
 //! not checked for existence: the templates are then simply not among the inputs.
 
-use super::{FieldPath, Problem, Problems, metric_name_pattern};
+use super::{ByName, FieldPath, Problem, Problems, metric_name_pattern};
 use crate::analysis::{AnalysisTemplateSpec, Argument, MeasurementCount, Metric};
-use crate::common::DryRun;
 use crate::experiment::Experiment;
-use crate::rollout::{AnalysisRunArgument, AnalysisTemplateRef, Rollout};
+use crate::rollout::{Rollout, RolloutAnalysis};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// Namespace assumed for a document that names none (what `kubectl apply` would use without
-/// `-n`).
+/// Namespace shown for a document that names none (where `kubectl apply` puts it without `-n`).
 pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Whether two documents can live in the same namespace. One that names no namespace goes
+/// wherever `kubectl apply -n` sends it, so it is compatible with any.
+pub(crate) fn same_namespace(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
 
 /// The templates known to the validator, by scope.
 #[derive(Clone, Debug, Default)]
 pub struct TemplateCatalog {
-    namespaced: BTreeMap<(String, String), AnalysisTemplateSpec>,
+    namespaced: ByName<AnalysisTemplateSpec>,
     cluster: BTreeMap<String, AnalysisTemplateSpec>,
 }
 
@@ -28,15 +35,15 @@ impl TemplateCatalog {
         Self::default()
     }
 
-    /// Adds an AnalysisTemplate; `namespace` `None` means [`DEFAULT_NAMESPACE`].
+    /// Adds an AnalysisTemplate with the namespace its manifest names, if any; one without a
+    /// namespace matches references from every namespace.
     pub fn add_analysis_template(
         &mut self,
         namespace: Option<&str>,
         name: &str,
         spec: AnalysisTemplateSpec,
     ) {
-        let namespace = namespace.unwrap_or(DEFAULT_NAMESPACE).to_owned();
-        self.namespaced.insert((namespace, name.to_owned()), spec);
+        self.namespaced.insert(namespace, name, spec);
     }
 
     pub fn add_cluster_analysis_template(&mut self, name: &str, spec: AnalysisTemplateSpec) {
@@ -49,16 +56,16 @@ impl TemplateCatalog {
 
     fn lookup(&self, id: &TemplateId) -> Lookup<'_> {
         let (found, scope_known) = if id.cluster {
-            (self.cluster.get(&id.name), !self.cluster.is_empty())
-        } else {
             (
-                self.namespaced
-                    .get(&(id.namespace.clone(), id.name.clone())),
-                !self.namespaced.is_empty(),
+                self.cluster.get(&id.name).map(|spec| (None, spec)),
+                !self.cluster.is_empty(),
             )
+        } else {
+            let found = self.namespaced.find(id.namespace.as_deref(), &id.name);
+            (found, !self.namespaced.is_empty())
         };
         match found {
-            Some(spec) => Lookup::Found(spec),
+            Some((namespace, spec)) => Lookup::Found(namespace, spec),
             None if scope_known => Lookup::Missing,
             None => Lookup::Unknown,
         }
@@ -66,7 +73,8 @@ impl TemplateCatalog {
 }
 
 enum Lookup<'a> {
-    Found(&'a AnalysisTemplateSpec),
+    /// The template, and the namespace its manifest names (none for cluster templates).
+    Found(Option<&'a str>, &'a AnalysisTemplateSpec),
     /// Templates of this scope are known, and this one is not among them.
     Missing,
     /// No template of this scope is known: nothing can be said.
@@ -76,7 +84,8 @@ enum Lookup<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct TemplateId {
     cluster: bool,
-    namespace: String,
+    /// The referring document's namespace, if it names one.
+    namespace: Option<String>,
     name: String,
 }
 
@@ -110,11 +119,7 @@ pub fn check_references(rollout: &Rollout, catalog: &TemplateCatalog) -> Vec<Pro
     if catalog.is_empty() {
         return problems.into_vec();
     }
-    let namespace = rollout
-        .metadata
-        .namespace
-        .as_deref()
-        .unwrap_or(DEFAULT_NAMESPACE);
+    let namespace = rollout.metadata.namespace.as_deref();
     let strategy = FieldPath::root("spec").child("strategy");
     if let Some(canary) = rollout.spec.canary() {
         let canary_path = strategy.child("canary");
@@ -127,9 +132,7 @@ pub fn check_references(rollout: &Rollout, catalog: &TemplateCatalog) -> Vec<Pro
                     catalog,
                     namespace,
                     &analysis_path,
-                    analysis.templates.as_deref().unwrap_or_default(),
-                    analysis.args.as_deref().unwrap_or_default(),
-                    analysis.dry_run.as_deref().unwrap_or_default(),
+                    analysis,
                     AnalysisUse::MustEnd,
                 );
             }
@@ -163,9 +166,7 @@ pub fn check_references(rollout: &Rollout, catalog: &TemplateCatalog) -> Vec<Pro
                 catalog,
                 namespace,
                 &canary_path.child("analysis"),
-                background.templates.as_deref().unwrap_or_default(),
-                background.args.as_deref().unwrap_or_default(),
-                background.dry_run.as_deref().unwrap_or_default(),
+                &background.analysis(),
                 AnalysisUse::MayRunForever,
             );
         }
@@ -182,9 +183,7 @@ pub fn check_references(rollout: &Rollout, catalog: &TemplateCatalog) -> Vec<Pro
                     catalog,
                     namespace,
                     &blue_green_path.child(field),
-                    analysis.templates.as_deref().unwrap_or_default(),
-                    analysis.args.as_deref().unwrap_or_default(),
-                    analysis.dry_run.as_deref().unwrap_or_default(),
+                    analysis,
                     AnalysisUse::MustEnd,
                 );
             }
@@ -202,11 +201,7 @@ pub fn check_experiment_references(
     if catalog.is_empty() {
         return problems.into_vec();
     }
-    let namespace = experiment
-        .metadata
-        .namespace
-        .as_deref()
-        .unwrap_or(DEFAULT_NAMESPACE);
+    let namespace = experiment.metadata.namespace.as_deref();
     for (index, analysis) in experiment.spec.analyses().iter().enumerate() {
         let path = FieldPath::root("spec").child("analyses").index(index);
         let uses = vec![TemplateUse {
@@ -239,7 +234,6 @@ pub fn check_template_includes(
     catalog: &TemplateCatalog,
 ) -> Vec<Problem> {
     let mut problems = Problems::default();
-    let namespace = namespace.unwrap_or(DEFAULT_NAMESPACE);
     let path = FieldPath::root("spec").child("templates");
     for (index, include) in spec.templates.iter().flatten().enumerate() {
         let Some(name) = include.template_name.as_deref().filter(|n| !n.is_empty()) else {
@@ -259,10 +253,10 @@ pub fn check_template_includes(
     problems.into_vec()
 }
 
-fn template_id(namespace: &str, name: &str, cluster_scope: Option<bool>) -> TemplateId {
+fn template_id(namespace: Option<&str>, name: &str, cluster_scope: Option<bool>) -> TemplateId {
     TemplateId {
         cluster: cluster_scope.unwrap_or(false),
-        namespace: namespace.to_owned(),
+        namespace: namespace.map(str::to_owned),
         name: name.to_owned(),
     }
 }
@@ -270,13 +264,14 @@ fn template_id(namespace: &str, name: &str, cluster_scope: Option<bool>) -> Temp
 fn check_rollout_analysis(
     problems: &mut Problems,
     catalog: &TemplateCatalog,
-    namespace: &str,
+    namespace: Option<&str>,
     path: &FieldPath,
-    templates: &[AnalysisTemplateRef],
-    args: &[AnalysisRunArgument],
-    dry_run: &[DryRun],
+    analysis: &RolloutAnalysis,
     analysis_use: AnalysisUse,
 ) {
+    let templates = analysis.templates.as_deref().unwrap_or_default();
+    let args = analysis.args.as_deref().unwrap_or_default();
+    let dry_run = analysis.dry_run.as_deref().unwrap_or_default();
     let uses: Vec<TemplateUse> = templates
         .iter()
         .enumerate()
@@ -465,8 +460,8 @@ fn resolve<'a>(
         );
         return false;
     }
-    let spec = match catalog.lookup(id) {
-        Lookup::Found(spec) => spec,
+    let (found_namespace, spec) = match catalog.lookup(id) {
+        Lookup::Found(namespace, spec) => (namespace, spec),
         Lookup::Unknown => return false,
         Lookup::Missing => {
             let message = match chain.last() {
@@ -490,7 +485,8 @@ fn resolve<'a>(
     for include in spec.templates.iter().flatten() {
         if let Some(name) = include.template_name.as_deref().filter(|n| !n.is_empty()) {
             // Included namespaced templates live in the including template's namespace.
-            let included = template_id(&id.namespace, name, include.cluster_scope);
+            let namespace = found_namespace.or(id.namespace.as_deref());
+            let included = template_id(namespace, name, include.cluster_scope);
             all_found &= resolve(problems, catalog, use_path, &included, chain, merged);
         }
     }

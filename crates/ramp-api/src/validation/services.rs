@@ -3,8 +3,7 @@
 //! label must already be on the rollout's pods or the Service never reaches them. A Service
 //! that is not among the inputs is not judged (it may live elsewhere).
 
-use super::references::DEFAULT_NAMESPACE;
-use super::{FieldPath, Problem, Problems};
+use super::{ByName, FieldPath, Problem, Problems};
 use crate::rollout::Rollout;
 use std::collections::BTreeMap;
 
@@ -14,7 +13,7 @@ const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 /// The Services known to the validator, with their selectors.
 #[derive(Clone, Debug, Default)]
 pub struct ServiceCatalog {
-    selectors: BTreeMap<(String, String), BTreeMap<String, String>>,
+    selectors: ByName<BTreeMap<String, String>>,
 }
 
 impl ServiceCatalog {
@@ -22,16 +21,15 @@ impl ServiceCatalog {
         Self::default()
     }
 
-    /// Adds a Service; `namespace` `None` means [`DEFAULT_NAMESPACE`].
+    /// Adds a Service with the namespace its manifest names, if any; one without a namespace
+    /// matches Rollouts in every namespace.
     pub fn add_service(
         &mut self,
         namespace: Option<&str>,
         name: &str,
         selector: BTreeMap<String, String>,
     ) {
-        let namespace = namespace.unwrap_or(DEFAULT_NAMESPACE).to_owned();
-        self.selectors
-            .insert((namespace, name.to_owned()), selector);
+        self.selectors.insert(namespace, name, selector);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -51,11 +49,7 @@ pub fn check_services(rollout: &Rollout, services: &ServiceCatalog) -> Vec<Probl
     else {
         return problems.into_vec();
     };
-    let namespace = rollout
-        .metadata
-        .namespace
-        .as_deref()
-        .unwrap_or(DEFAULT_NAMESPACE);
+    let namespace = rollout.metadata.namespace.as_deref();
     let strategy = FieldPath::root("spec").child("strategy");
     let mut named: Vec<(FieldPath, &str)> = Vec::new();
     if let Some(canary) = rollout.spec.canary() {
@@ -89,10 +83,7 @@ pub fn check_services(rollout: &Rollout, services: &ServiceCatalog) -> Vec<Probl
         );
     }
     for (path, name) in named {
-        let Some(selector) = services
-            .selectors
-            .get(&(namespace.to_owned(), name.to_owned()))
-        else {
+        let Some((_, selector)) = services.selectors.find(namespace, name) else {
             continue;
         };
         let missing: Vec<String> = selector

@@ -12,6 +12,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the Rollout controller against the current kube configuration.
+    Controller(ramp_cli::controller::ControllerArgs),
+    /// Roll out two releases on an in-process emulated cluster, with a live view.
+    Demo(ramp_cli::demo::DemoArgs),
     /// Print the CustomResourceDefinitions of the argoproj.io/v1alpha1 kinds Ramp serves.
     Crds(ramp_cli::crds::CrdsArgs),
     /// Check Rollout, AnalysisTemplate and Experiment manifests for mistakes.
@@ -23,6 +27,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Command::Controller(args) => ramp_cli::controller::run(&args),
+        Command::Demo(args) => ramp_cli::demo::run(&args),
         Command::Crds(args) => ramp_cli::crds::run(&args),
         Command::Lint(args) => ramp_cli::lint::run(&args),
         Command::Sim(args) => ramp_cli::sim::run(&args),

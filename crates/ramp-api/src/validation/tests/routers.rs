@@ -1,0 +1,135 @@
+//! VirtualServices, DestinationRules and Ingresses named by a Rollout.
+
+use super::*;
+use pretty_assertions::assert_eq;
+use serde_json::{Value, json};
+
+fn virtual_service(http: Value) -> Value {
+    json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+        "metadata": {"name": "vs"}, "spec": {"http": http}})
+}
+
+fn route(name: &str, destinations: Value) -> Value {
+    json!({"name": name, "route": destinations})
+}
+
+fn objects(list: &[(&str, Option<&str>, Value)]) -> RouterObjects {
+    let mut objects = RouterObjects::new();
+    for (kind, namespace, object) in list {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("test objects are named");
+        objects.add(kind, *namespace, name, object.clone());
+    }
+    objects
+}
+
+fn istio_rollout(virtual_service: Value) -> Rollout {
+    canary_with(json!({"trafficRouting": {"istio": {"virtualService": virtual_service}}}))
+}
+
+#[test]
+fn managed_routes_must_exist_and_reach_both_services() {
+    let vs = virtual_service(json!([
+        route(
+            "primary",
+            json!([
+                {"destination": {"host": "checkout-stable"}, "weight": 100},
+                {"destination": {"host": "checkout-canary.shop.svc.cluster.local"}, "weight": 0}
+            ])
+        ),
+        route(
+            "secondary",
+            json!([{"destination": {"host": "checkout-stable"}}])
+        )
+    ]));
+    let known = objects(&[("VirtualService", None, vs)]);
+    let good = istio_rollout(json!({"name": "vs", "routes": ["primary"]}));
+    assert_eq!(
+        lines(&check_router_objects(&good, &known)),
+        Vec::<String>::new()
+    );
+    let bad = istio_rollout(json!({"name": "vs", "routes": ["secondary", "tertiary"]}));
+    assert_eq!(
+        lines(&check_router_objects(&bad, &known)),
+        vec![
+            r#"error: spec.strategy.canary.trafficRouting.istio.virtualService.routes: VirtualService "vs" has no HTTP route named "tertiary""#,
+            r#"error: spec.strategy.canary.trafficRouting.istio.virtualService: route "secondary" of VirtualService "vs" has no destination host "checkout-canary"; it needs both the stable and the canary side"#,
+        ]
+    );
+    let unnamed = istio_rollout(json!({"name": "vs"}));
+    assert_eq!(
+        lines(&check_router_objects(&unnamed, &known)),
+        error(
+            r#"spec.strategy.canary.trafficRouting.istio.virtualService: VirtualService "vs" has 2 HTTP routes; name the managed ones in routes"#
+        )
+    );
+}
+
+#[test]
+fn subset_split_needs_both_subsets_in_the_route_and_the_rule() {
+    let vs = virtual_service(json!([route(
+        "primary",
+        json!([
+            {"destination": {"host": "web", "subset": "stable"}, "weight": 100}
+        ])
+    )]));
+    let rule = json!({"metadata": {"name": "dr"}, "spec": {"subsets": [{"name": "stable"}]}});
+    let known = objects(&[
+        ("VirtualService", None, vs),
+        ("DestinationRule", None, rule),
+    ]);
+    let rollout = canary_with(json!({"trafficRouting": {"istio": {
+        "virtualService": {"name": "vs"},
+        "destinationRule": {"name": "dr", "canarySubsetName": "canary", "stableSubsetName": "stable"}
+    }}}));
+    assert_eq!(
+        lines(&check_router_objects(&rollout, &known)),
+        vec![
+            r#"error: spec.strategy.canary.trafficRouting.istio.virtualService: route (its only HTTP route) of VirtualService "vs" has no destination subset "canary"; it needs both the stable and the canary side"#,
+            r#"error: spec.strategy.canary.trafficRouting.istio.destinationRule.canarySubsetName: DestinationRule "dr" has no subset named "canary""#,
+        ]
+    );
+}
+
+#[test]
+fn objects_are_matched_by_namespace() {
+    let vs = virtual_service(json!([route(
+        "primary",
+        json!([{"destination": {"host": "other"}}])
+    )]));
+    let known = objects(&[("VirtualService", Some("mesh"), vs)]);
+    // The rollout is in "shop": a VirtualService in "mesh" is another object...
+    let local = istio_rollout(json!({"name": "vs"}));
+    assert_eq!(
+        lines(&check_router_objects(&local, &known)),
+        Vec::<String>::new()
+    );
+    // ...unless the reference names its namespace.
+    let qualified = istio_rollout(json!({"name": "vs.mesh.svc.cluster.local"}));
+    assert_eq!(
+        lines(&check_router_objects(&qualified, &known)),
+        error(
+            r#"spec.strategy.canary.trafficRouting.istio.virtualService: route (its only HTTP route) of VirtualService "vs" has no destination host "checkout-stable" or "checkout-canary"; it needs both the stable and the canary side"#
+        )
+    );
+}
+
+#[test]
+fn stable_ingress_must_route_to_the_stable_service() {
+    let v1 = json!({"metadata": {"name": "web"}, "spec": {"rules": [{"http": {"paths": [
+        {"path": "/", "backend": {"service": {"name": "checkout-stable", "port": {"number": 80}}}}
+    ]}}]}});
+    let beta = json!({"metadata": {"name": "legacy"}, "spec": {"rules": [{"http": {"paths": [
+        {"path": "/", "backend": {"serviceName": "somewhere-else", "servicePort": 80}}
+    ]}}]}});
+    let known = objects(&[("Ingress", None, v1), ("Ingress", None, beta)]);
+    let rollout =
+        canary_with(json!({"trafficRouting": {"nginx": {"stableIngresses": ["web", "legacy"]}}}));
+    assert_eq!(
+        lines(&check_router_objects(&rollout, &known)),
+        error(
+            r#"spec.strategy.canary.trafficRouting.nginx.stableIngresses[1]: Ingress "legacy" has no rule whose backend is the stable service "checkout-stable", so no canary Ingress can be derived from it"#
+        )
+    );
+}

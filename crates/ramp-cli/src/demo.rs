@@ -1,0 +1,438 @@
+//! `ramp demo`: a self-contained tour. Starts ramp-sim in-process, installs the CRDs and an
+//! Istio canary example, runs the Rollout controller in-process, and narrates two releases: v2
+//! promoted to 100 %, then a broken v3 that `progressDeadlineAbort` aborts back to v2. Exits 0
+//! only when the objects show the scenario ended as expected.
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use ramp_api::rollout::Rollout;
+use ramp_controller::context::ControllerConfig;
+use ramp_controller::traffic::IstioApiVersion;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const NS: &str = "default";
+const ROLLOUT: &str = "demo";
+const STABLE: &str = "demo-stable";
+const CANARY: &str = "demo-canary";
+const VIRTUAL_SERVICE: &str = "demo-vsvc";
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Give up (exit 1) when the scenario has not finished after this many seconds.
+    #[arg(long, default_value_t = 55)]
+    pub timeout_seconds: u64,
+}
+
+pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    crate::controller::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
+        match scenario(deadline).await {
+            Ok(()) => {
+                println!("\ndemo finished: v2 promoted to 100 %, broken v3 aborted, traffic on v2");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(err) => {
+                eprintln!("\ndemo failed: {err:#}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    })
+}
+
+async fn scenario(deadline: Instant) -> anyhow::Result<()> {
+    let sim_config = ramp_sim::SimConfig {
+        traffic_enabled: false,
+        request_log_limit: Some(1_000),
+        ..ramp_sim::SimConfig::default()
+    };
+    let sim = ramp_sim::Sim::start(sim_config)
+        .await
+        .context("cannot start ramp-sim")?;
+    let client = sim.client();
+    println!("ramp-sim API server on {}", sim.api_url());
+    install(&client).await?;
+    println!(
+        "installed the CRDs, services {STABLE}/{CANARY}, VirtualService {VIRTUAL_SERVICE} and Rollout {ROLLOUT} (v1)\n"
+    );
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = ControllerConfig {
+        istio_version: IstioApiVersion::V1alpha3,
+        backoff_max: Duration::from_secs(2),
+        ..ControllerConfig::default()
+    };
+    let controller = tokio::spawn(ramp_controller::rollout::run(
+        client.clone(),
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let outcome = releases(&client, deadline).await;
+    let _ = stop.send(());
+    let _ = controller.await;
+    outcome
+}
+
+async fn releases(client: &Client, deadline: Instant) -> anyhow::Result<()> {
+    let rollouts = Api::<Rollout>::namespaced(client.clone(), NS);
+    let mut view = LiveView::default();
+
+    view.title("v1: initial deploy");
+    let v1 = watch_until(client, &mut view, deadline, "v1 Healthy", |r, _| healthy(r)).await?;
+    let v1_hash = stable_hash(&v1)?;
+
+    view.title("v2: canary 20 % → 50 % → 80 % → 100 %");
+    set_version(&rollouts, "v2", false).await?;
+    let v2 = watch_until(
+        client,
+        &mut view,
+        deadline,
+        "v2 promoted to 100 %",
+        |r, _| healthy(r) && stable_hash(r).is_ok_and(|h| h != v1_hash),
+    )
+    .await?;
+    let v2_hash = stable_hash(&v2)?;
+
+    view.title("v3: pods never become ready; progressDeadlineAbort must abort it");
+    set_version(&rollouts, "v3", true).await?;
+    let aborted = watch_until(client, &mut view, deadline, "v3 aborted", |r, weight| {
+        let status = r.status.clone().unwrap_or_default();
+        status.abort == Some(true)
+            && status.phase.as_deref() == Some("Degraded")
+            && weight == Some(0)
+    })
+    .await?;
+
+    // Assert the end state from the objects, not from what the view printed.
+    let status = aborted.status.clone().unwrap_or_default();
+    if status.stable_rs.as_deref() != Some(v2_hash.as_str()) {
+        bail!(
+            "stable ReplicaSet is {:?}, expected v2's {v2_hash}",
+            status.stable_rs
+        );
+    }
+    let services = Api::<Service>::namespaced(client.clone(), NS);
+    let stable = services
+        .get(STABLE)
+        .await
+        .context("cannot read the stable Service")?;
+    let selected = stable
+        .spec
+        .and_then(|s| s.selector)
+        .and_then(|s| s.get("rollouts-pod-template-hash").cloned());
+    if selected.as_deref() != Some(v2_hash.as_str()) {
+        bail!("stable Service selects {selected:?}, expected v2's {v2_hash}");
+    }
+    let weight = canary_weight(client).await?;
+    if weight != Some(0) {
+        bail!("VirtualService gives the canary {weight:?} %, expected 0");
+    }
+    let v2_rs = Api::<ReplicaSet>::namespaced(client.clone(), NS)
+        .get(&format!("{ROLLOUT}-{v2_hash}"))
+        .await
+        .context("cannot read v2's ReplicaSet")?;
+    let available = v2_rs.status.and_then(|s| s.available_replicas).unwrap_or(0);
+    if available != aborted.spec.replicas() {
+        bail!(
+            "v2 has {available} available pods, expected {}",
+            aborted.spec.replicas()
+        );
+    }
+    Ok(())
+}
+
+fn healthy(rollout: &Rollout) -> bool {
+    let Some(status) = &rollout.status else {
+        return false;
+    };
+    status.phase.as_deref() == Some("Healthy")
+        && status.observed_generation_number() == rollout.metadata.generation
+        && status.stable_rs.is_some()
+        && status.current_pod_hash == status.stable_rs
+        && status.replicas == Some(rollout.spec.replicas())
+}
+
+fn stable_hash(rollout: &Rollout) -> anyhow::Result<String> {
+    rollout
+        .status
+        .as_ref()
+        .and_then(|s| s.stable_rs.clone())
+        .context("the rollout has no stable ReplicaSet")
+}
+
+/// Redraws the view whenever it changes until `done` holds, or fails at the deadline.
+async fn watch_until(
+    client: &Client,
+    view: &mut LiveView,
+    deadline: Instant,
+    what: &str,
+    done: impl Fn(&Rollout, Option<i64>) -> bool,
+) -> anyhow::Result<Rollout> {
+    let rollouts = Api::<Rollout>::namespaced(client.clone(), NS);
+    loop {
+        let rollout = rollouts
+            .get(ROLLOUT)
+            .await
+            .context("cannot read the rollout")?;
+        let weight = canary_weight(client).await?;
+        view.show(client, &rollout, weight).await?;
+        if done(&rollout, weight) {
+            return Ok(rollout);
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: did not happen before the deadline");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One line per change: step, weights, pods per revision, phase, latest event.
+#[derive(Default)]
+struct LiveView {
+    last: String,
+    last_event: String,
+}
+
+impl LiveView {
+    fn title(&mut self, title: &str) {
+        println!("\n== {title}");
+        self.last.clear();
+    }
+
+    async fn show(
+        &mut self,
+        client: &Client,
+        rollout: &Rollout,
+        weight: Option<i64>,
+    ) -> anyhow::Result<()> {
+        let status = rollout.status.clone().unwrap_or_default();
+        let steps = rollout.spec.steps().len();
+        let step = status
+            .current_step_index
+            .map_or_else(|| "-".to_owned(), |i| format!("{i}/{steps}"));
+        let canary = weight.unwrap_or(0);
+        let mut sets = Api::<ReplicaSet>::namespaced(client.clone(), NS)
+            .list(&ListParams::default().labels(&format!("app={ROLLOUT}")))
+            .await
+            .context("cannot list ReplicaSets")?
+            .items;
+        sets.sort_by_key(|rs| revision(rs));
+        let pods: Vec<String> = sets
+            .iter()
+            .filter(|rs| {
+                rs.spec.replicas.unwrap_or(0) > 0
+                    || rs.status.as_ref().is_some_and(|s| s.replicas > 0)
+            })
+            .map(|rs| {
+                let status = rs.status.clone().unwrap_or_default();
+                format!(
+                    "rev{} {}/{}",
+                    revision(rs),
+                    status.available_replicas.unwrap_or(0),
+                    rs.spec.replicas.unwrap_or(0)
+                )
+            })
+            .collect();
+        let line = format!(
+            "step {step:>5} | weight canary {canary:>3} % stable {:>3} % | pods {:<22} | {:<11} {}",
+            100 - canary,
+            pods.join(", "),
+            status.phase.as_deref().unwrap_or("-"),
+            status.message.as_deref().unwrap_or("")
+        );
+        if line != self.last {
+            println!("{line}");
+            self.last = line;
+        }
+        let event = latest_event(client).await?;
+        if !event.is_empty() && event != self.last_event {
+            println!("      event: {event}");
+            self.last_event = event;
+        }
+        Ok(())
+    }
+}
+
+fn revision(rs: &ReplicaSet) -> i64 {
+    rs.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("rollout.argoproj.io/revision"))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn latest_event(client: &Client) -> anyhow::Result<String> {
+    let events = Api::<Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .context("cannot list events")?;
+    Ok(events
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(ROLLOUT))
+        .max_by_key(|e| {
+            // The recorder folds repeats into a series: its last observation is the latest.
+            let seen = e
+                .series
+                .as_ref()
+                .map(|s| s.last_observed_time.0)
+                .or_else(|| e.event_time.as_ref().map(|t| t.0));
+            let version = e
+                .metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            (seen, version)
+        })
+        .map(|e| {
+            format!(
+                "{} {}",
+                e.reason.as_deref().unwrap_or(""),
+                e.note.as_deref().unwrap_or("")
+            )
+        })
+        .unwrap_or_default())
+}
+
+/// The canary's weight in the VirtualService's primary route.
+async fn canary_weight(client: &Client) -> anyhow::Result<Option<i64>> {
+    let vs = virtual_services(client)
+        .get(VIRTUAL_SERVICE)
+        .await
+        .context("cannot read the VirtualService")?;
+    Ok(vs.data["spec"]["http"][0]["route"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["destination"]["host"] == CANARY)
+        .and_then(|d| d["weight"].as_i64()))
+}
+
+fn virtual_services(client: &Client) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        NS,
+        &IstioApiVersion::V1alpha3.virtual_service_resource(),
+    )
+}
+
+/// A new image; `broken` makes its pods never pass readiness (a ramp-sim behaviour).
+async fn set_version(rollouts: &Api<Rollout>, version: &str, broken: bool) -> anyhow::Result<()> {
+    let never_ready = if broken { json!("true") } else { Value::Null };
+    let patch = json!({"spec": {"template": {
+        "metadata": {"annotations": {"sim.ramp.dev/never-ready": never_ready}},
+        "spec": {"containers": [{"name": "app", "image": format!("ghcr.io/example/demo:{version}")}]}
+    }}});
+    rollouts
+        .patch(ROLLOUT, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("cannot roll out {version}"))?;
+    Ok(())
+}
+
+async fn install(client: &Client) -> anyhow::Result<()> {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let mut all = ramp_api::crd::all();
+    all.push(istio_crd("virtualservices", "VirtualService")?);
+    all.push(istio_crd("destinationrules", "DestinationRule")?);
+    for crd in all {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .with_context(|| format!("cannot install CRD {name}"))?;
+    }
+    let services = Api::<Service>::namespaced(client.clone(), NS);
+    for name in [STABLE, CANARY] {
+        let service: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"selector": {"app": ROLLOUT}, "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}
+        }))?;
+        services
+            .create(&PostParams::default(), &service)
+            .await
+            .with_context(|| format!("cannot create Service {name}"))?;
+    }
+    let vs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
+        "metadata": {"name": VIRTUAL_SERVICE, "namespace": NS},
+        "spec": {"hosts": [VIRTUAL_SERVICE], "http": [{"name": "primary", "route": [
+            {"destination": {"host": STABLE}, "weight": 100},
+            {"destination": {"host": CANARY}, "weight": 0}
+        ]}]}
+    }))?;
+    virtual_services(client)
+        .create(&PostParams::default(), &vs)
+        .await
+        .context("cannot create the VirtualService")?;
+    let rollout: Rollout = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": ROLLOUT, "namespace": NS},
+        "spec": {
+            "replicas": 5,
+            "revisionHistoryLimit": 3,
+            "progressDeadlineSeconds": 6,
+            "progressDeadlineAbort": true,
+            "selector": {"matchLabels": {"app": ROLLOUT}},
+            "template": {
+                "metadata": {"labels": {"app": ROLLOUT}},
+                "spec": {"containers": [{"name": "app", "image": "ghcr.io/example/demo:v1", "ports": [{"containerPort": 8080}]}]}
+            },
+            "strategy": {"canary": {
+                "canaryService": CANARY,
+                "stableService": STABLE,
+                "scaleDownDelaySeconds": 2,
+                "abortScaleDownDelaySeconds": 2,
+                "trafficRouting": {"istio": {"virtualService": {"name": VIRTUAL_SERVICE, "routes": ["primary"]}}},
+                "steps": [
+                    {"setWeight": 20}, {"pause": {"duration": "2s"}},
+                    {"setWeight": 50}, {"pause": {"duration": "2s"}},
+                    {"setWeight": 80}, {"pause": {"duration": "2s"}}
+                ]
+            }}
+        }
+    }))?;
+    Api::<Rollout>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &rollout)
+        .await
+        .context("cannot create the Rollout")?;
+    Ok(())
+}
+
+fn istio_crd(plural: &str, kind: &str) -> anyhow::Result<CustomResourceDefinition> {
+    let version = |name: &str, storage: bool| {
+        json!({
+            "name": name, "served": true, "storage": storage,
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            }}}
+        })
+    };
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.networking.istio.io")},
+        "spec": {
+            "group": "networking.istio.io",
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List")},
+            "versions": [version("v1alpha3", true), version("v1beta1", false), version("v1", false)]
+        }
+    }))?)
+}

@@ -1,0 +1,352 @@
+//! `ramp lint` end to end: the exact findings for a fixture holding every error kind, the JSON
+//! shape, exit codes for broken input, and a clean run over the upstream compat corpus and
+//! Ramp's own examples.
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use pretty_assertions::assert_eq;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lint")
+}
+
+fn compat_examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/compat/argo-rollouts/examples")
+}
+
+fn repository_examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn lint_in(dir: &Path, args: &[&str]) -> Outcome {
+    let output = cargo_bin_cmd!("ramp")
+        .current_dir(dir)
+        .arg("lint")
+        .args(args)
+        .output()
+        .expect("ramp runs");
+    Outcome {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+const ROLLOUT_FINDINGS: &[&str] = &[
+    "error: rollout.yaml: Rollout default/checkout: spec.strategy.canary.canaryService: is required with trafficRouting (nginx)",
+    "error: rollout.yaml: Rollout default/checkout: spec.strategy.canary.stableService: is required with trafficRouting (nginx)",
+    r#"error: rollout.yaml: Rollout default/checkout: spec.strategy.canary.steps[1].pause.duration: "5x" is not a duration: unknown unit "x" (use ns, us, ms, s, m or h)"#,
+    "error: rollout.yaml: Rollout default/checkout: spec.strategy.canary.steps[2].setWeight: 140 is outside 0..100",
+];
+
+const REFERENCE_FINDINGS: &[&str] = &[
+    r#"error: rollout.yaml: Rollout default/checkout: spec.strategy.canary.steps[3].analysis.templates[0].templateName: AnalysisTemplate "success-rat" is not among the given templates"#,
+    r#"error: rollout.yaml: Rollout default/checkout: spec.strategy.canary.steps[4].analysis.templates[0].templateName: metric "latency" of AnalysisTemplate "latency" has an interval but no count, so it never ends; only background analysis may run indefinitely"#,
+    r#"error: rollout.yaml: Rollout default/checkout: spec.strategy.canary.steps[4].analysis.args: argument "service" required by AnalysisTemplate "latency" is not passed"#,
+    r#"error: rollout.yaml: Rollout default/checkout: spec.strategy.canary.analysis.templates[1].templateName: duplicate metric name "success-rate": defined by both AnalysisTemplate "success-rate" and AnalysisTemplate "also-success-rate""#,
+];
+
+const OTHER_ROLLOUT_FINDINGS: &[&str] = &[
+    "error: rollout.yaml: Rollout shop/same-services: spec.selector: does not match the template labels {app=website}",
+    r#"error: rollout.yaml: Rollout shop/same-services: spec.strategy.canary.canaryService: "web" must differ from stableService"#,
+    "error: rollout.yaml: Rollout default/two-strategies: spec.strategy: sets both canary and blueGreen; a rollout uses exactly one strategy",
+    "error: rollout.yaml: Rollout default/no-strategy: spec.strategy: sets neither canary nor blueGreen; a rollout needs exactly one strategy",
+    "error: rollout.yaml: Rollout default/no-active-service: spec.strategy.blueGreen.activeService: is required",
+    r#"error: rollout.yaml: Rollout default/same-active-and-preview: spec.strategy.blueGreen.previewService: "web" must differ from activeService"#,
+];
+
+const PROMOTION_FINDINGS: &[&str] = &[
+    r#"error: rollout.yaml: Rollout default/same-active-and-preview: spec.strategy.blueGreen.prePromotionAnalysis.templates[0].templateName: metric "latency" of AnalysisTemplate "latency" has an interval but no count, so it never ends; only background analysis may run indefinitely"#,
+    r#"error: rollout.yaml: Rollout default/same-active-and-preview: spec.strategy.blueGreen.postPromotionAnalysis.templates[0].templateName: metric "latency" of AnalysisTemplate "latency" has an interval but no count, so it never ends; only background analysis may run indefinitely"#,
+];
+
+const ALB_WARNING: &str = "warning: rollout.yaml: Rollout default/alb-canary: spec.strategy.canary.trafficRouting.alb: the ALB traffic router is not implemented by Ramp yet";
+
+const TEMPLATE_FINDINGS: &[&str] = &[
+    r#"error: templates.yaml: AnalysisTemplate default/bad-metrics: spec.metrics[0].interval: "fast" is not a duration: a number must precede each unit"#,
+    r#"error: templates.yaml: AnalysisTemplate default/bad-metrics: spec.metrics[1].name: duplicate metric name "errors": metric names must be unique"#,
+    "warning: templates.yaml: AnalysisTemplate default/bad-metrics: spec.metrics[1].provider.datadog: the Datadog metric provider is not implemented by Ramp yet",
+];
+
+fn expected(groups: &[&[&str]]) -> String {
+    groups
+        .iter()
+        .flat_map(|g| g.iter())
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+#[test]
+fn every_error_kind_is_reported_precisely_and_exits_1() {
+    let outcome = lint_in(
+        &fixtures().join("errors"),
+        &["-f", "rollout.yaml", "-f", "templates.yaml"],
+    );
+    assert_eq!(
+        outcome.stdout,
+        expected(&[
+            ROLLOUT_FINDINGS,
+            REFERENCE_FINDINGS,
+            OTHER_ROLLOUT_FINDINGS,
+            PROMOTION_FINDINGS,
+            &[ALB_WARNING],
+            TEMPLATE_FINDINGS,
+        ])
+    );
+    assert_eq!(outcome.code, Some(1), "stderr: {}", outcome.stderr);
+    assert_eq!(
+        outcome.stderr,
+        "18 error(s), 2 warning(s), 0 unreadable input(s) in 11 document(s) from 2 file(s)\n"
+    );
+}
+
+#[test]
+fn template_references_are_checked_only_when_templates_are_given() {
+    let errors = fixtures().join("errors");
+    let alone = lint_in(&errors, &["-f", "rollout.yaml"]);
+    assert_eq!(
+        alone.stdout,
+        expected(&[ROLLOUT_FINDINGS, OTHER_ROLLOUT_FINDINGS, &[ALB_WARNING]])
+    );
+    assert_eq!(alone.code, Some(1));
+
+    // --templates-from makes the templates known without linting them.
+    let with_templates = lint_in(&errors, &["-f", "rollout.yaml", "--templates-from", "."]);
+    assert_eq!(
+        with_templates.stdout,
+        expected(&[
+            ROLLOUT_FINDINGS,
+            REFERENCE_FINDINGS,
+            OTHER_ROLLOUT_FINDINGS,
+            PROMOTION_FINDINGS,
+            &[ALB_WARNING],
+        ])
+    );
+}
+
+#[test]
+fn json_output_lists_findings_for_ci() {
+    let outcome = lint_in(
+        &fixtures().join("errors"),
+        &["-f", "rollout.yaml", "-f", "templates.yaml", "-o", "json"],
+    );
+    assert_eq!(outcome.code, Some(1));
+    let report: Value = serde_json::from_str(&outcome.stdout).expect("stdout is JSON");
+    let findings = report["findings"].as_array().expect("findings is a list");
+    assert_eq!(findings.len(), 20);
+    assert_eq!(
+        findings[3],
+        serde_json::json!({
+            "severity": "error",
+            "file": "rollout.yaml",
+            "kind": "Rollout",
+            "namespace": "default",
+            "name": "checkout",
+            "field": "spec.strategy.canary.steps[2].setWeight",
+            "message": "140 is outside 0..100"
+        })
+    );
+    let warning = findings
+        .iter()
+        .find(|f| f["severity"] == "warning")
+        .expect("a warning is reported");
+    assert_eq!(warning["field"], "spec.strategy.canary.trafficRouting.alb");
+    assert_eq!(report["unreadable"], serde_json::json!([]));
+    assert_eq!(
+        report["summary"],
+        serde_json::json!({"files": 2, "documents": 11, "errors": 18, "warnings": 2, "unreadable": 0})
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_exit_2_with_line_and_column() {
+    let outcome = lint_in(&fixtures().join("broken"), &["-f", "rollout.yaml"]);
+    assert_eq!(outcome.code, Some(2));
+    assert_eq!(outcome.stdout, "");
+    let first_line = outcome.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first_line.starts_with("error: rollout.yaml:7:11: not valid YAML: "),
+        "unexpected stderr: {}",
+        outcome.stderr
+    );
+    assert!(
+        !outcome.stderr.contains("panicked"),
+        "stderr: {}",
+        outcome.stderr
+    );
+
+    let json = lint_in(
+        &fixtures().join("broken"),
+        &["-f", "rollout.yaml", "-o", "json"],
+    );
+    assert_eq!(json.code, Some(2));
+    let report: Value = serde_json::from_str(&json.stdout).expect("stdout is JSON");
+    assert_eq!(report["unreadable"][0]["file"], "rollout.yaml");
+    assert_eq!(report["unreadable"][0]["line"], 7);
+    assert_eq!(report["unreadable"][0]["column"], 11);
+}
+
+#[test]
+fn unreadable_input_wins_over_findings_elsewhere() {
+    let outcome = lint_in(
+        &fixtures(),
+        &[
+            "-f",
+            "errors/rollout.yaml",
+            "-f",
+            "broken",
+            "-f",
+            "missing.yaml",
+        ],
+    );
+    assert_eq!(outcome.code, Some(2));
+    assert!(
+        outcome.stdout.contains("140 is outside 0..100"),
+        "stdout: {}",
+        outcome.stdout
+    );
+    assert!(
+        outcome
+            .stderr
+            .contains("error: broken/rollout.yaml:7:11: not valid YAML"),
+        "stderr: {}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("error: missing.yaml: cannot read:"),
+        "stderr: {}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn standard_input_is_read_with_a_dash() {
+    let manifest =
+        std::fs::read_to_string(fixtures().join("errors/templates.yaml")).expect("fixture");
+    let output = cargo_bin_cmd!("ramp")
+        .args(["lint", "-f", "-"])
+        .write_stdin(manifest)
+        .output()
+        .expect("ramp runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout.contains(r#"error: <stdin>: AnalysisTemplate default/bad-metrics: spec.metrics[1].name: duplicate metric name "errors""#),
+        "stdout: {stdout}"
+    );
+}
+
+#[test]
+fn compat_corpus_lints_clean_with_warnings() {
+    let corpus = compat_examples();
+    let outcome = lint_in(&corpus, &["-f", "."]);
+    assert_eq!(
+        outcome.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        outcome.stdout,
+        outcome.stderr
+    );
+    assert!(
+        !outcome.stdout.lines().any(|l| l.starts_with("error:")),
+        "stdout: {}",
+        outcome.stdout
+    );
+    for expected in [
+        "warning: ./traffic-routing-experiment-step/rollout-alb-experiment-step.yaml: Rollout default/alb-rollout: spec.strategy.canary.trafficRouting.alb: the ALB traffic router is not implemented by Ramp yet",
+        "warning: ./experiment-with-analysis.yaml: Experiment default/experiment-with-analysis: kind: the Experiment kind is not implemented by Ramp yet",
+        "warning: ./rollout-experiment-step.yaml: Rollout default/rollout-experiment-step: spec.strategy.canary.steps[1].experiment: the experiment step is not implemented by Ramp yet",
+        "warning: ./workload-ref/workload-ref.yaml: Rollout default/rollout-ref-deployment: spec.workloadRef: workloadRef (taking the pod template from another workload) is not implemented by Ramp yet",
+        r#"warning: ./traffic-management/rollout-linkerd.yaml: AnalysisTemplate default/load-test: spec.metrics[0].provider.job.spec.template.metadata.annotations.linkerd.io/inject: unquoted {{args.linkerd-enabled}} is read by YAML as a nested mapping, not as text; quote it ("{{args.linkerd-enabled}}")"#,
+    ] {
+        assert!(
+            outcome.stdout.lines().any(|l| l == expected),
+            "missing {expected:?} in:\n{}",
+            outcome.stdout
+        );
+    }
+}
+
+fn manifest_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("corpus directory is readable")
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            manifest_files(&path, out);
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_compat_file_lints_clean_on_its_own() {
+    let mut files = Vec::new();
+    manifest_files(&compat_examples(), &mut files);
+    assert!(files.len() > 20, "the compat corpus is missing: {files:?}");
+    for file in files {
+        let path = file.to_string_lossy().into_owned();
+        let outcome = lint_in(Path::new(env!("CARGO_MANIFEST_DIR")), &["-f", &path]);
+        assert_eq!(
+            outcome.code,
+            Some(0),
+            "{path}:\n{}{}",
+            outcome.stdout,
+            outcome.stderr
+        );
+    }
+}
+
+#[test]
+fn repository_examples_lint_clean() {
+    let examples = repository_examples();
+    let outcome = lint_in(&examples, &["-f", "."]);
+    assert_eq!(
+        outcome.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        outcome.stdout,
+        outcome.stderr
+    );
+}
+
+#[test]
+fn services_among_the_inputs_must_select_the_rollout_pods() {
+    let outcome = lint_in(&fixtures().join("services"), &["-f", "manifests.yaml"]);
+    assert_eq!(
+        outcome.stdout,
+        "error: manifests.yaml: Rollout default/web: spec.strategy.blueGreen.previewService: Service \"web-preview\" selects track=preview, which the pod template labels {app=web} do not carry, so it would never reach the rollout's pods\n"
+    );
+    assert_eq!(outcome.code, Some(1));
+}
+
+/// The whole human-readable report over the upstream corpus, so any change in wording or in
+/// what is reported shows up in review.
+#[test]
+fn compat_corpus_report_snapshot() {
+    let outcome = lint_in(&compat_examples(), &["-f", "."]);
+    insta::assert_snapshot!("compat_corpus_report", outcome.stdout);
+}
+
+#[test]
+fn router_objects_among_the_inputs_are_checked() {
+    let outcome = lint_in(&fixtures().join("routers"), &["-f", "manifests.yaml"]);
+    assert_eq!(
+        outcome.stdout,
+        "error: manifests.yaml: Rollout default/web: spec.strategy.canary.trafficRouting.istio.virtualService: route \"primary\" of VirtualService \"web\" has no destination host \"web-canary\"; it needs both the stable and the canary side\n"
+    );
+    assert_eq!(outcome.code, Some(1));
+}

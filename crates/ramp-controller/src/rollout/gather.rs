@@ -1,0 +1,232 @@
+//! Step 1 of a reconcile: the snapshot of one rollout's world, read from the caches (its
+//! ReplicaSets) and the API server (the Services and router objects it references, its pods
+//! when a restart needs them). Reads only; nothing here writes or decides.
+
+use crate::context::{Context, is_newer};
+use crate::error::Error;
+use crate::traffic::RolloutTrafficTarget;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::{Resource, ResourceExt};
+use ramp_api::rollout::Rollout;
+use ramp_core::{PodView, ReplicaSetView, RouterObjectView, ServiceView, Snapshot};
+
+/// Reads everything `plan_rollout` looks at for `rollout`.
+pub async fn snapshot(ctx: &Context, rollout: &Rollout, now: Timestamp) -> Result<Snapshot, Error> {
+    let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
+    let uid = rollout.uid().unwrap_or_default();
+    let mut snapshot = Snapshot::new(rollout.clone(), now);
+    snapshot.replica_sets = owned_replica_sets(ctx, &namespace, &uid)
+        .iter()
+        .map(ReplicaSetView::from_replica_set)
+        .collect();
+    snapshot.services = referenced_services(ctx, rollout, &namespace).await?;
+    snapshot.router_objects = router_objects(ctx, rollout).await?;
+    snapshot.traffic = ctx.with_memory(&uid, |m| m.traffic.clone());
+    if rollout.spec.restart_at.is_some() {
+        snapshot.pods = Some(pods(ctx, rollout, &namespace).await?);
+    }
+    Ok(snapshot)
+}
+
+/// The ReplicaSets the rollout controls: from the cache, each replaced by the object our own
+/// last write returned when the cache has not caught up with it yet.
+fn owned_replica_sets(ctx: &Context, namespace: &str, uid: &str) -> Vec<ReplicaSet> {
+    let owned_by_rollout = |rs: &ReplicaSet| {
+        rs.metadata.namespace.as_deref() == Some(namespace)
+            && rs
+                .owner_references()
+                .iter()
+                .any(|o| o.uid == uid && o.controller == Some(true))
+    };
+    let cached: Vec<ReplicaSet> = ctx
+        .replica_sets
+        .state()
+        .iter()
+        .filter(|rs| owned_by_rollout(rs))
+        .map(|rs| rs.as_ref().clone())
+        .collect();
+    ctx.with_memory(uid, |memory| {
+        let mut merged = Vec::with_capacity(cached.len());
+        for rs in cached {
+            let name = rs.name_any();
+            match memory.replica_sets.get(&name) {
+                Some(written)
+                    if is_newer(
+                        written.resource_version().as_deref(),
+                        rs.resource_version().as_deref(),
+                    ) =>
+                {
+                    merged.push(written.clone());
+                }
+                _ => {
+                    memory.replica_sets.remove(&name);
+                    merged.push(rs);
+                }
+            }
+        }
+        // Created by us but not in the cache yet.
+        for (name, written) in &memory.replica_sets {
+            if merged.iter().all(|rs| &rs.name_any() != name)
+                && written.meta().deletion_timestamp.is_none()
+            {
+                merged.push(written.clone());
+            }
+        }
+        merged.sort_by_key(ResourceExt::name_any);
+        merged
+    })
+}
+
+async fn referenced_services(
+    ctx: &Context,
+    rollout: &Rollout,
+    namespace: &str,
+) -> Result<Vec<ServiceView>, Error> {
+    let Some(canary) = rollout.spec.canary() else {
+        return Ok(Vec::new());
+    };
+    let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
+    let mut views = Vec::new();
+    for name in [&canary.canary_service, &canary.stable_service]
+        .into_iter()
+        .flatten()
+        .filter(|n| !n.is_empty())
+    {
+        if views.iter().any(|v: &ServiceView| &v.name == name) {
+            continue;
+        }
+        let service = api
+            .get_opt(name)
+            .await
+            .map_err(|e| Error::api(format!("Service {namespace}/{name}"), "get", e))?;
+        views.push(match service {
+            Some(service) => ServiceView::from_service(&service),
+            None => ServiceView::missing(name),
+        });
+    }
+    Ok(views)
+}
+
+/// The router objects the rollout needs to exist: VirtualServices, the DestinationRule and the
+/// stable Ingresses (the canary Ingress is Ramp's to create, so its absence is no problem).
+async fn router_objects(ctx: &Context, rollout: &Rollout) -> Result<Vec<RouterObjectView>, Error> {
+    let Some(target) = RolloutTrafficTarget::from_rollout(rollout) else {
+        return Ok(Vec::new());
+    };
+    let version = ctx.config.istio_version;
+    let canary_ingresses: Vec<String> = target
+        .routing
+        .nginx
+        .iter()
+        .flat_map(|n| n.stable_ingress_names())
+        .map(|stable| crate::traffic::nginx::canary_ingress_name(&target.rollout, stable))
+        .collect();
+    let mut views = Vec::new();
+    for object in target.referenced_objects() {
+        let exists = match object.kind {
+            "VirtualService" => {
+                dynamic_exists(
+                    ctx,
+                    &version.virtual_service_resource(),
+                    &object.namespace,
+                    &object.name,
+                )
+                .await?
+            }
+            "DestinationRule" => {
+                dynamic_exists(
+                    ctx,
+                    &version.destination_rule_resource(),
+                    &object.namespace,
+                    &object.name,
+                )
+                .await?
+            }
+            "Ingress" if !canary_ingresses.contains(&object.name) => {
+                Api::<Ingress>::namespaced(ctx.client.clone(), &object.namespace)
+                    .get_metadata_opt(&object.name)
+                    .await
+                    .map_err(|e| Error::api(object.to_string(), "get", e))?
+                    .is_some()
+            }
+            // Services are in `services`; the canary Ingress is created by the router.
+            _ => continue,
+        };
+        views.push(RouterObjectView {
+            kind: object.kind.to_owned(),
+            name: object.name.clone(),
+            exists,
+        });
+    }
+    Ok(views)
+}
+
+async fn dynamic_exists(
+    ctx: &Context,
+    resource: &ApiResource,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, Error> {
+    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), namespace, resource);
+    match api.get_metadata_opt(name).await {
+        Ok(found) => Ok(found.is_some()),
+        // The kind itself is not served (Istio not installed): the object cannot exist.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(e) => Err(Error::api(
+            format!("{} {namespace}/{name}", resource.kind),
+            "get",
+            e,
+        )),
+    }
+}
+
+/// The rollout's pods, for `spec.restartAt`.
+async fn pods(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Vec<PodView>, Error> {
+    let name = rollout.name_any();
+    let selector = rollout
+        .spec
+        .selector
+        .as_ref()
+        .and_then(|s| s.match_labels.as_ref())
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let api = Api::<Pod>::namespaced(ctx.client.clone(), namespace);
+    let pods = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| Error::api(format!("Pods of Rollout {namespace}/{name}"), "list", e))?;
+    Ok(pods
+        .items
+        .iter()
+        .filter_map(|pod| {
+            let replica_set = pod
+                .owner_references()
+                .iter()
+                .find(|o| o.kind == "ReplicaSet" && o.controller == Some(true))?
+                .name
+                .clone();
+            let available = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            Some(PodView {
+                name: pod.name_any(),
+                replica_set,
+                created_at: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                available,
+                being_deleted: pod.metadata.deletion_timestamp.is_some(),
+            })
+        })
+        .collect())
+}

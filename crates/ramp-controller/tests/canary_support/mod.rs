@@ -1,0 +1,452 @@
+//! Shared by the canary end-to-end tests: a ramp-sim cluster with Ramp's CRDs and Istio's, the
+//! Rollout controller running in-process, fixtures (services, VirtualService, Ingress,
+//! rollouts) and deadline-bound waits. Assertions read the sim's request log.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use ramp_api::rollout::Rollout;
+use ramp_controller::context::ControllerConfig;
+use ramp_controller::traffic::IstioApiVersion;
+use ramp_sim::{LoggedRequest, Sim, SimConfig, SimHandle};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const NS: &str = "default";
+
+pub struct Cluster {
+    pub sim: SimHandle,
+    pub client: Client,
+    controller: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+fn istio_crd(plural: &str, kind: &str) -> CustomResourceDefinition {
+    let version = |name: &str, storage: bool| {
+        json!({
+            "name": name, "served": true, "storage": storage,
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            }}}
+        })
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.networking.istio.io")},
+        "spec": {
+            "group": "networking.istio.io",
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List")},
+            "versions": [version("v1alpha3", true), version("v1beta1", false), version("v1", false)]
+        }
+    }))
+    .unwrap()
+}
+
+impl Cluster {
+    /// A sim with workloads (pods become ready after 200 ms) and every CRD installed; the
+    /// controller is not running yet.
+    pub async fn start() -> Self {
+        let config = SimConfig {
+            traffic_enabled: false,
+            ..SimConfig::default()
+        };
+        let sim = Sim::start(config).await.expect("sim starts");
+        let client = sim.client();
+        let crds = Api::<CustomResourceDefinition>::all(client.clone());
+        let mut all = ramp_api::crd::all();
+        all.push(istio_crd("virtualservices", "VirtualService"));
+        all.push(istio_crd("destinationrules", "DestinationRule"));
+        for crd in all {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .expect("CRD created");
+        }
+        Self {
+            sim,
+            client,
+            controller: None,
+        }
+    }
+
+    pub fn start_controller(&mut self) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = ControllerConfig {
+            concurrency: 4,
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+            invalid_spec_recheck: Duration::from_secs(2),
+            istio_version: IstioApiVersion::V1alpha3,
+            ..ControllerConfig::default()
+        };
+        let handle = tokio::spawn(ramp_controller::rollout::run(
+            self.client.clone(),
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        self.controller = Some((stop, handle));
+    }
+
+    /// Kills the controller as a crash would: its task is dropped mid-flight.
+    pub async fn kill_controller(&mut self) {
+        if let Some((_, handle)) = self.controller.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
+    pub async fn stop_controller(&mut self) {
+        if let Some((stop, handle)) = self.controller.take() {
+            let _ = stop.send(());
+            let _ = handle.await;
+        }
+    }
+
+    pub async fn create_services(&self, names: &[&str], app: &str) {
+        let api = Api::<Service>::namespaced(self.client.clone(), NS);
+        for name in names {
+            let service: Service = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": NS},
+                "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP", "name": "http"}]}
+            }))
+            .unwrap();
+            api.create(&PostParams::default(), &service)
+                .await
+                .expect("service created");
+        }
+    }
+
+    pub async fn create_virtual_service(&self, name: &str, stable: &str, canary: &str) {
+        let vs: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "hosts": [name],
+                "http": [{
+                    "name": "primary",
+                    "retries": {"attempts": 3, "perTryTimeout": "2s"},
+                    "route": [
+                        {"destination": {"host": stable}, "weight": 100},
+                        {"destination": {"host": canary}, "weight": 0}
+                    ]
+                }]
+            }
+        }))
+        .unwrap();
+        self.virtual_services()
+            .create(&PostParams::default(), &vs)
+            .await
+            .expect("VirtualService created");
+    }
+
+    pub async fn create_ingress(&self, name: &str, service: &str) {
+        let ingress: Ingress = serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": NS, "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+            "spec": {"rules": [{"host": "web.example.com", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": service, "port": {"name": "http"}}}
+            }]}}]}
+        }))
+        .unwrap();
+        Api::<Ingress>::namespaced(self.client.clone(), NS)
+            .create(&PostParams::default(), &ingress)
+            .await
+            .expect("Ingress created");
+    }
+
+    pub fn virtual_services(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            NS,
+            &IstioApiVersion::V1alpha3.virtual_service_resource(),
+        )
+    }
+
+    pub fn rollouts(&self) -> Api<Rollout> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub async fn create_rollout(&self, manifest: Value) -> Rollout {
+        let rollout: Rollout = serde_json::from_value(manifest).expect("rollout manifest");
+        self.rollouts()
+            .create(&PostParams::default(), &rollout)
+            .await
+            .expect("rollout created")
+    }
+
+    pub async fn rollout(&self, name: &str) -> Rollout {
+        self.rollouts().get(name).await.expect("rollout readable")
+    }
+
+    /// Changes the image, as `kubectl argo rollouts set image` does.
+    pub async fn set_image(&self, name: &str, image: &str) {
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}});
+        self.rollouts()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("image changed");
+    }
+
+    pub async fn patch_status(&self, name: &str, status: Value) {
+        self.rollouts()
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await
+            .expect("status patched");
+    }
+
+    pub async fn replica_sets(&self) -> Vec<ReplicaSet> {
+        Api::<ReplicaSet>::namespaced(self.client.clone(), NS)
+            .list(&ListParams::default())
+            .await
+            .expect("replicasets listed")
+            .items
+    }
+
+    /// Waits until the rollout satisfies `check`, failing with `what` after `secs` seconds.
+    pub async fn wait_rollout(
+        &self,
+        name: &str,
+        what: &str,
+        secs: u64,
+        check: impl Fn(&Rollout) -> bool,
+    ) -> Rollout {
+        let api = self.rollouts();
+        eventually(what, secs, || {
+            let api = api.clone();
+            let check = &check;
+            async move { api.get(name).await.ok().filter(|r| check(r)) }
+        })
+        .await
+    }
+
+    /// Waits until the rollout reports Healthy with every replica on the current template.
+    pub async fn wait_healthy(&self, name: &str, secs: u64) -> Rollout {
+        self.wait_rollout(name, "rollout Healthy and fully promoted", secs, |r| {
+            let Some(status) = &r.status else {
+                return false;
+            };
+            status.phase.as_deref() == Some("Healthy")
+                && status.observed_generation_number() == r.metadata.generation
+                && status.current_pod_hash.is_some()
+                && status.current_pod_hash == status.stable_rs
+                && status.available_replicas == Some(r.spec.replicas())
+                && status.replicas == Some(r.spec.replicas())
+        })
+        .await
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`; panics with `what` after `secs` seconds.
+pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never happened within {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A canary Rollout of `web:v1` with the given strategy fields merged into `canary`.
+pub fn rollout_manifest(name: &str, replicas: i32, canary: Value) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "web", "image": "web:v1", "ports": [{"containerPort": 8080}]}]}
+            },
+            "strategy": {"canary": canary}
+        }
+    })
+}
+
+/// Successful writes since `checkpoint`, excluding the simulators' own (pods, statuses of
+/// ReplicaSets, events, leases).
+pub fn controller_writes(sim: &SimHandle, checkpoint: usize) -> Vec<LoggedRequest> {
+    sim.request_log()
+        .since(checkpoint)
+        .into_iter()
+        .filter(|w| w.succeeded())
+        .filter(|w| {
+            !matches!(
+                w.resource.as_str(),
+                "pods" | "events" | "leases" | "endpoints"
+            ) && !(w.resource == "replicasets" && w.subresource.as_deref() == Some("status"))
+        })
+        .collect()
+}
+
+/// The canary weight of the `primary` route after each write to VirtualService `name`,
+/// replaying the logged patches onto `initial`.
+pub fn canary_weights(
+    writes: &[LoggedRequest],
+    name: &str,
+    initial: &Value,
+    canary_host: &str,
+) -> Vec<i64> {
+    let mut vs = initial.clone();
+    let mut weights = Vec::new();
+    for write in writes
+        .iter()
+        .filter(|w| w.resource == "virtualservices" && w.name.as_deref() == Some(name))
+    {
+        let body = write.body.clone().expect("patch body logged");
+        match write.patch_type.as_deref() {
+            Some("json") => {
+                // The router's optimistic-concurrency precondition holds against the live
+                // object, not this replay of the spec.
+                let ops: Vec<Value> = serde_json::from_value(body).expect("JSON patch");
+                let ops: Vec<Value> = ops
+                    .into_iter()
+                    .filter(|op| {
+                        !op["path"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .starts_with("/metadata/")
+                    })
+                    .collect();
+                let patch: json_patch::Patch =
+                    serde_json::from_value(Value::Array(ops)).expect("JSON patch");
+                json_patch::patch(&mut vs, &patch)
+                    .expect("logged patch applies to the replayed object");
+            }
+            Some("merge") => json_patch::merge(&mut vs, &body),
+            other => panic!(
+                "unexpected VirtualService write {other:?}: {}",
+                write.summary()
+            ),
+        }
+        weights.push(destination_weight(&vs, canary_host));
+    }
+    weights
+}
+
+/// Weight of `host` in the first HTTP route.
+pub fn destination_weight(vs: &Value, host: &str) -> i64 {
+    vs["spec"]["http"][0]["route"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["destination"]["host"] == host)
+        .and_then(|d| d["weight"].as_i64())
+        .unwrap_or(0)
+}
+
+/// `(replica set, replicas)` for each scale (merge patch of `spec.replicas`) and create.
+pub fn replica_writes(writes: &[LoggedRequest]) -> Vec<(String, i64)> {
+    writes
+        .iter()
+        .filter(|w| w.resource == "replicasets" && w.subresource.is_none())
+        .filter_map(|w| {
+            let body = w.body.as_ref()?;
+            let replicas = body["spec"]["replicas"].as_i64()?;
+            Some((w.name.clone().unwrap_or_default(), replicas))
+        })
+        .collect()
+}
+
+/// Name of the ReplicaSet whose hash the rollout's current template has.
+pub fn current_rs(rollout: &Rollout) -> String {
+    let hash = rollout
+        .status
+        .as_ref()
+        .and_then(|s| s.current_pod_hash.clone())
+        .expect("currentPodHash");
+    format!(
+        "{}-{hash}",
+        rollout.metadata.name.clone().unwrap_or_default()
+    )
+}
+
+/// Index in `writes` of the first write matching `pred`, failing with `what`.
+pub fn position(
+    writes: &[LoggedRequest],
+    what: &str,
+    pred: impl Fn(&LoggedRequest) -> bool,
+) -> usize {
+    writes.iter().position(pred).unwrap_or_else(|| {
+        panic!(
+            "no write {what} in: {:#?}",
+            writes
+                .iter()
+                .map(LoggedRequest::summary)
+                .collect::<Vec<_>>()
+        )
+    })
+}
+
+/// `status.availableReplicas` of ReplicaSet `name` as last written (by the sim's ReplicaSet
+/// controller) in the full log before entry `before` of `writes`.
+pub fn available_before(all: &[LoggedRequest], name: &str) -> i64 {
+    all.iter()
+        .rev()
+        .filter(|w| {
+            w.resource == "replicasets"
+                && w.subresource.as_deref() == Some("status")
+                && w.name.as_deref() == Some(name)
+        })
+        .find_map(|w| {
+            w.body
+                .as_ref()
+                .map(|b| logged_status(b)["availableReplicas"].as_i64().unwrap_or(0))
+        })
+        .unwrap_or(0)
+}
+
+/// The status a status write carries: a merge body `{status}` or a JSON patch adding `/status`.
+fn logged_status(body: &Value) -> Value {
+    match body {
+        Value::Array(ops) => ops
+            .iter()
+            .find(|op| op["path"] == "/status")
+            .map(|op| op["value"].clone())
+            .unwrap_or(Value::Null),
+        other => other["status"].clone(),
+    }
+}
+
+/// Every successful write since `checkpoint`, simulators' included, up to and excluding the
+/// first controller write matching `pred`.
+pub fn log_until(
+    sim: &SimHandle,
+    checkpoint: usize,
+    pred: impl Fn(&LoggedRequest) -> bool,
+) -> Vec<LoggedRequest> {
+    let all: Vec<LoggedRequest> = sim
+        .request_log()
+        .since(checkpoint)
+        .into_iter()
+        .filter(|w| w.succeeded())
+        .collect();
+    let end = all.iter().position(|w| pred(w)).unwrap_or(all.len());
+    all[..end].to_vec()
+}

@@ -1,0 +1,547 @@
+//! The canary step machine: one snapshot in, one plan out. `plan_rollout` repeats a single
+//! reconcile pass on the world its own actions would produce until nothing is left to do, so
+//! a plan applied to the world it produced plans nothing (idempotence by construction).
+
+use crate::conditions::{self, reason};
+use crate::hash::{pod_template_hash, same_pod_template};
+use crate::plan::{Action, RolloutEvent, RolloutPlan};
+use crate::preflight;
+use crate::replicas::{
+    BasicCanaryInput, CanaryScale, Pods, WeightInputs, WrittenWeights, basic_canary_counts,
+    desired_scale, traffic_routed_counts, traffic_weight_to_replicas,
+};
+use crate::snapshot::{
+    POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION,
+    Snapshot,
+};
+use crate::world::apply_plan;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use ramp_api::rollout::{CanaryStep, CanaryStrategy, RolloutSpec, RolloutStatus, condition_type};
+
+mod restart;
+mod routes;
+mod status;
+mod steps;
+
+/// Passes after which planning stops even without a fixed point (the next reconcile then
+/// carries on): each pass acts or advances the status, a step takes at most a few passes.
+fn max_passes(snapshot: &Snapshot) -> usize {
+    16 + 3 * snapshot.rollout.spec.steps().len()
+}
+
+/// Plans one reconcile of one rollout.
+pub fn plan_rollout(snapshot: &Snapshot) -> RolloutPlan {
+    let mut world = snapshot.clone();
+    let mut actions = Vec::new();
+    let mut events = Vec::new();
+    let mut status = snapshot.rollout.status.clone().unwrap_or_default();
+    let mut wake_at = None;
+    for _ in 0..max_passes(snapshot) {
+        let pass = plan_pass(&world);
+        let settled =
+            pass.actions.is_empty() && world.rollout.status.as_ref() == Some(&pass.status);
+        let step = RolloutPlan {
+            actions: pass.actions,
+            status: pass.status,
+            events: Vec::new(),
+            wake_at: pass.wake_at,
+        };
+        world = apply_plan(&world, &step);
+        actions.extend(step.actions);
+        events.extend(pass.events);
+        status = step.status;
+        wake_at = step.wake_at;
+        if settled || pass.blocked {
+            break;
+        }
+    }
+    RolloutPlan {
+        actions,
+        status,
+        events,
+        wake_at,
+    }
+}
+
+/// The outcome of one pass.
+struct Pass {
+    actions: Vec<Action>,
+    status: RolloutStatus,
+    events: Vec<RolloutEvent>,
+    wake_at: Option<Timestamp>,
+    /// Preflight failed: only the status may be written.
+    blocked: bool,
+    /// The Progressing condition was already decided in this pass.
+    progress_decided: bool,
+    /// Waiting out a scale-down delay (the progress deadline does not run meanwhile).
+    waiting_on_delay: bool,
+    /// Why the rollout waits at a step Ramp does not run yet.
+    waiting_message: Option<String>,
+}
+
+impl Pass {
+    fn wake(&mut self, at: Timestamp) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+}
+
+fn after(now: Timestamp, seconds: i64) -> Timestamp {
+    now.checked_add(SignedDuration::from_secs(seconds))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// Everything a pass knows about the rollout, computed once.
+struct Ctx<'a> {
+    snap: &'a Snapshot,
+    spec: &'a RolloutSpec,
+    strategy: &'a CanaryStrategy,
+    steps: &'a [CanaryStep],
+    name: String,
+    now: Timestamp,
+    replicas: i32,
+    routed: bool,
+    max_weight: i32,
+}
+
+impl Ctx<'_> {
+    fn step_count(&self) -> i32 {
+        i32::try_from(self.steps.len()).unwrap_or(i32::MAX)
+    }
+
+    /// `currentStepIndex` for "all steps done": absent when there are no steps.
+    fn done_index(&self) -> Option<i32> {
+        (!self.steps.is_empty()).then(|| self.step_count())
+    }
+}
+
+fn plan_pass(snap: &Snapshot) -> Pass {
+    let rollout = &snap.rollout;
+    let old = rollout.status.clone().unwrap_or_default();
+    let mut pass = Pass {
+        actions: Vec::new(),
+        status: old.clone(),
+        events: Vec::new(),
+        wake_at: None,
+        blocked: false,
+        progress_decided: false,
+        waiting_on_delay: false,
+        waiting_message: None,
+    };
+    pass.status.observed_generation = rollout.metadata.generation.map(|g| g.to_string());
+    if let Some(blocker) = preflight::blocker(snap) {
+        let changed = old
+            .condition(condition_type::INVALID_SPEC)
+            .is_none_or(|c| c.message != blocker.message);
+        conditions::set_condition(
+            &mut pass.status,
+            condition_type::INVALID_SPEC,
+            Some(true),
+            reason::INVALID_SPEC,
+            &blocker.message,
+            snap.now,
+        );
+        if changed {
+            pass.events.push(blocker.event);
+        }
+        status::set_phase(&rollout.spec, &mut pass.status, None);
+        pass.blocked = true;
+        return pass;
+    }
+    conditions::remove_condition(&mut pass.status, condition_type::INVALID_SPEC);
+    let (Some(strategy), Some(template)) = (rollout.spec.canary(), rollout.spec.template.as_ref())
+    else {
+        // Blue-green is another issue's: leave its status exactly as it was.
+        pass.status = old;
+        pass.blocked = true;
+        return pass;
+    };
+    let ctx = Ctx {
+        snap,
+        spec: &rollout.spec,
+        strategy,
+        steps: strategy.steps(),
+        name: rollout.metadata.name.clone().unwrap_or_default(),
+        now: snap.now,
+        replicas: rollout.spec.replicas().max(0),
+        routed: strategy.traffic_routing.is_some(),
+        max_weight: strategy.max_traffic_weight(),
+    };
+    let live: Vec<&ReplicaSetView> = snap
+        .replica_sets
+        .iter()
+        .filter(|rs| !rs.being_deleted)
+        .collect();
+    let hash = pod_template_hash(template, old.collision_count);
+    let by_hash = live
+        .iter()
+        .find(|rs| rs.pod_template_hash.as_deref() == Some(hash.as_str()));
+    // A ReplicaSet carrying our hash is ours: its template was ours when it was created and
+    // only the API server's defaulting changed it since. (Declaring a collision on a template
+    // difference would risk a new ReplicaSet on every reconcile whenever the semantic
+    // comparison misses a default; a real FNV collision between two templates of one
+    // rollout is not worth that risk. `collisionCount` still feeds the hash when set.)
+    let new_rs = by_hash.copied().or_else(|| {
+        live.iter()
+            .filter(|rs| {
+                rs.template
+                    .as_ref()
+                    .is_some_and(|t| same_pod_template(template, t))
+            })
+            .max_by_key(|rs| rs.revision.unwrap_or(0))
+            .copied()
+    });
+    let max_revision = snap
+        .replica_sets
+        .iter()
+        .filter_map(|rs| rs.revision)
+        .max()
+        .unwrap_or(0);
+    let new_hash = new_rs
+        .and_then(|rs| rs.pod_template_hash.clone())
+        .unwrap_or(hash);
+    let stable_rs = old
+        .stable_rs
+        .as_deref()
+        .and_then(|h| {
+            live.iter()
+                .find(|rs| rs.pod_template_hash.as_deref() == Some(h))
+        })
+        .copied();
+    let revision = new_rs
+        .and_then(|rs| rs.revision)
+        .unwrap_or(max_revision + 1);
+    steps::observe_revision(&ctx, &mut pass, new_rs, stable_rs, &new_hash, revision);
+    let Some(new_rs) = new_rs else {
+        let name = format!("{}-{new_hash}", ctx.name);
+        let mut template = template.clone();
+        template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(POD_TEMPLATE_HASH_LABEL.to_owned(), new_hash.clone());
+        pass.actions.push(Action::CreateReplicaSet {
+            name: name.clone(),
+            pod_template_hash: new_hash.clone(),
+            revision,
+            replicas: 0,
+            template: Box::new(template),
+        });
+        // Upstream reports the creation right after "RolloutUpdated".
+        let at = pass
+            .events
+            .iter()
+            .position(|e| e.reason == "RolloutUpdated")
+            .map_or(pass.events.len(), |i| i + 1);
+        pass.events.insert(
+            at,
+            RolloutEvent::normal(
+                "NewReplicaSetCreated",
+                format!("Created ReplicaSet {name} (revision {revision})"),
+            ),
+        );
+        conditions::set_condition(
+            &mut pass.status,
+            condition_type::PROGRESSING,
+            Some(true),
+            reason::NEW_REPLICA_SET_CREATED,
+            &format!("Created new replica set \"{name}\""),
+            ctx.now,
+        );
+        status::finish(&ctx, &mut pass, &old, None, &live);
+        return pass;
+    };
+    if new_rs.revision.is_some_and(|r| r < max_revision) {
+        // Rolling back to an old ReplicaSet makes it the newest revision again.
+        pass.actions.push(Action::AnnotateReplicaSet {
+            name: new_rs.name.clone(),
+            key: REVISION_ANNOTATION.to_owned(),
+            value: Some((max_revision + 1).to_string()),
+        });
+    }
+    reconcile(&ctx, &mut pass, &old, new_rs, stable_rs, &live);
+    status::finish(&ctx, &mut pass, &old, Some(new_rs), &live);
+    pass
+}
+
+/// A ReplicaSet's desired size as decided in this pass.
+struct Target<'a> {
+    rs: &'a ReplicaSetView,
+    to: i32,
+}
+
+/// The main pass once the newest ReplicaSet exists: sizes, services, traffic, steps.
+fn reconcile(
+    ctx: &Ctx<'_>,
+    pass: &mut Pass,
+    old: &RolloutStatus,
+    new_rs: &ReplicaSetView,
+    stable_rs: Option<&ReplicaSetView>,
+    live: &[&ReplicaSetView],
+) {
+    let new_hash = new_rs.pod_template_hash.clone().unwrap_or_default();
+    steps::apply_user_requests(ctx, pass, new_rs);
+    let st = &pass.status;
+    let promoted = st.stable_rs.as_deref() == Some(new_hash.as_str());
+    let stable_rs = stable_rs.filter(|rs| rs.name != new_rs.name);
+    let update_in_progress = !promoted && stable_rs.is_some();
+    let aborted = update_in_progress && st.is_aborted();
+    let promote_full = st.promote_full.unwrap_or(false);
+    let others: Vec<&ReplicaSetView> = live
+        .iter()
+        .filter(|rs| rs.name != new_rs.name && stable_rs.is_none_or(|s| s.name != rs.name))
+        .copied()
+        .collect();
+    let written = st
+        .canary
+        .as_ref()
+        .and_then(|c| c.weights.as_ref())
+        .map(|w| WrittenWeights {
+            canary: w.canary.weight,
+            stable: w.stable.weight,
+        });
+    let scale = desired_scale(&WeightInputs {
+        strategy: ctx.strategy,
+        replicas: ctx.replicas,
+        promote_full,
+        update_in_progress,
+        aborted,
+        current_step_index: st.current_step_index,
+        stable_available: stable_rs.map_or(0, |rs| rs.available_replicas),
+    });
+    let budget = ctx
+        .spec
+        .rollout_budget()
+        .unwrap_or(ramp_api::rollout::RolloutBudget {
+            max_surge: 0,
+            max_unavailable: 1,
+        });
+    let pods = |rs: &ReplicaSetView| Pods {
+        spec: rs.spec_replicas,
+        available: rs.available_replicas,
+    };
+    let (canary_target, stable_target) = if !update_in_progress {
+        (ctx.replicas, 0)
+    } else if ctx.routed {
+        traffic_routed_counts(ctx.strategy, ctx.replicas, scale, aborted, written)
+    } else {
+        let weight = match scale {
+            CanaryScale::Weight(w) => w,
+            CanaryScale::Replicas(r) => traffic_weight_to_replicas(100, r, ctx.replicas.max(1)),
+        };
+        basic_canary_counts(&BasicCanaryInput {
+            replicas: ctx.replicas,
+            weight,
+            max_weight: ctx.max_weight,
+            budget,
+            canary: Some(pods(new_rs)),
+            stable: stable_rs.map(pods),
+            others_spec: others.iter().map(|rs| rs.spec_replicas).sum(),
+        })
+    };
+    // With dynamicStableScale the stable runs short; before the canary destination can move
+    // from an older canary to the newest ReplicaSet, the stable must be able to take all.
+    let rehash_pending = ctx.routed
+        && !promoted
+        && written.is_some_and(|w| w.canary > 0)
+        && st
+            .canary
+            .as_ref()
+            .and_then(|c| c.weights.as_ref())
+            .and_then(|w| w.canary.pod_template_hash.as_deref())
+            .is_some_and(|h| h != new_hash);
+    let stable_target = if rehash_pending && ctx.strategy.dynamic_stable_scale() {
+        stable_target.max(ctx.replicas)
+    } else {
+        stable_target
+    };
+    let counts_reached = new_rs.spec_replicas == canary_target
+        && new_rs.available_replicas >= progress_threshold(ctx.strategy, canary_target)
+        && stable_rs.is_none_or(|s| {
+            if ctx.routed && ctx.strategy.dynamic_stable_scale() {
+                s.spec_replicas == stable_target
+            } else if ctx.routed {
+                s.spec_replicas == stable_target && s.available_replicas >= stable_target
+            } else {
+                s.spec_replicas == stable_target && s.replicas == stable_target
+            }
+        })
+        && (ctx.routed || others.iter().all(|rs| rs.available_replicas == 0));
+
+    // Services and traffic.
+    let routing = routes::decide(
+        ctx,
+        pass,
+        &routes::RouteInputs {
+            old,
+            new_rs,
+            stable_rs,
+            promoted,
+            aborted,
+            promote_full,
+            counts_reached,
+            scale,
+            live,
+        },
+    );
+
+    // Sizes: targets first, then holds that keep pods behind traffic and delays.
+    let mut targets = vec![Target {
+        rs: new_rs,
+        to: canary_target,
+    }];
+    if let Some(stable) = stable_rs {
+        targets.push(Target {
+            rs: stable,
+            to: stable_target,
+        });
+    }
+    if aborted {
+        let waiting = steps::hold_aborted_canary(ctx, pass, &mut targets[0], stable_rs, &routing);
+        pass.waiting_on_delay |= waiting;
+    } else if new_rs.scale_down_deadline.is_some() {
+        // A retried or promoted canary is no longer on its way out.
+        pass.actions.push(Action::AnnotateReplicaSet {
+            name: new_rs.name.clone(),
+            key: SCALE_DOWN_DEADLINE_ANNOTATION.to_owned(),
+            value: None,
+        });
+    }
+    let mut old_budget = live.iter().map(|rs| rs.available_replicas).sum::<i32>()
+        - (ctx.replicas - budget.max_unavailable);
+    let mut others_sorted = others.clone();
+    others_sorted.sort_by_key(|rs| rs.revision.unwrap_or(0));
+    for rs in others_sorted {
+        if rs.spec_replicas == 0 {
+            continue;
+        }
+        let to = if ctx.routed {
+            let (to, waiting) = steps::old_routed_target(ctx, pass, rs, &routing, old);
+            pass.waiting_on_delay |= waiting;
+            to
+        } else {
+            // Unavailable pods go first; available ones only while minAvailable holds.
+            let unavailable = (rs.spec_replicas - rs.available_replicas).max(0);
+            let removable = (unavailable + old_budget.max(0)).min(rs.spec_replicas);
+            old_budget -= (removable - unavailable).max(0);
+            rs.spec_replicas - removable
+        };
+        targets.push(Target { rs, to });
+    }
+    if ctx.spec.is_paused() {
+        // A manual pause halts the update: nothing is scaled for it.
+        // Only a running, promoted ReplicaSet follows `replicas` (HPA); a rollout paused at
+        // creation starts no pod.
+        targets.retain(|t| t.rs.name == new_rs.name && promoted && t.rs.spec_replicas > 0);
+    }
+    for t in &mut targets {
+        if ctx.routed && t.to < t.rs.spec_replicas {
+            // Pods never leave before the traffic they serve.
+            let floor = routing.pods_needed(ctx, t.rs);
+            t.to = t.to.max(floor.min(t.rs.spec_replicas));
+        }
+    }
+    let scale_ups: Vec<Action> = targets
+        .iter()
+        .filter(|t| t.to > t.rs.spec_replicas)
+        .map(|t| scale_action(pass, t))
+        .collect();
+    let scale_downs: Vec<Action> = targets
+        .iter()
+        .filter(|t| t.to < t.rs.spec_replicas)
+        .map(|t| scale_action(pass, t))
+        .collect();
+    let mut ordered = scale_ups;
+    ordered.extend(routing.actions.iter().cloned());
+    ordered.extend(scale_downs);
+    for t in targets
+        .iter()
+        .filter(|t| t.to == 0 && t.rs.spec_replicas > 0 && t.rs.scale_down_deadline.is_some())
+    {
+        ordered.push(Action::AnnotateReplicaSet {
+            name: t.rs.name.clone(),
+            key: SCALE_DOWN_DEADLINE_ANNOTATION.to_owned(),
+            value: None,
+        });
+    }
+    pass.actions.extend(ordered);
+
+    if !ctx.spec.is_paused() && !aborted && update_in_progress {
+        let index = pass.status.current_step_index;
+        steps::advance(ctx, pass, &routing, counts_reached);
+        // The counts were judged for the step that just ended; promotion waits a pass.
+        if pass.status.current_step_index == index {
+            steps::promote(ctx, pass, new_rs, counts_reached, &routing);
+        }
+    }
+    restart::restart_pods(ctx, pass, live);
+    collect_garbage(ctx, pass, live, new_rs, stable_rs);
+}
+
+fn progress_threshold(strategy: &CanaryStrategy, desired: i32) -> i32 {
+    match &strategy.replica_progress_threshold {
+        Some(t) if t.type_ == ramp_api::rollout::progress_threshold_type::PODS => {
+            t.value.min(desired)
+        }
+        Some(t) => {
+            let pods = (i64::from(desired) * i64::from(t.value) + 99) / 100;
+            i32::try_from(pods).unwrap_or(desired).min(desired)
+        }
+        None => desired,
+    }
+}
+
+fn scale_action(pass: &mut Pass, t: &Target<'_>) -> Action {
+    let direction = if t.to > t.rs.spec_replicas {
+        "up"
+    } else {
+        "down"
+    };
+    let revision = t.rs.revision.unwrap_or(0);
+    pass.events.push(RolloutEvent::normal(
+        "ScalingReplicaSet",
+        format!(
+            "Scaled {direction} ReplicaSet {} (revision {revision}) from {} to {}",
+            t.rs.name, t.rs.spec_replicas, t.to
+        ),
+    ));
+    Action::ScaleReplicaSet {
+        name: t.rs.name.clone(),
+        from: t.rs.spec_replicas,
+        to: t.to,
+    }
+}
+
+/// Deletes the oldest fully scaled-down ReplicaSets beyond `revisionHistoryLimit`.
+fn collect_garbage(
+    ctx: &Ctx<'_>,
+    pass: &mut Pass,
+    live: &[&ReplicaSetView],
+    new_rs: &ReplicaSetView,
+    stable_rs: Option<&ReplicaSetView>,
+) {
+    let mut idle: Vec<&ReplicaSetView> = live
+        .iter()
+        .filter(|rs| rs.name != new_rs.name && stable_rs.is_none_or(|s| s.name != rs.name))
+        .filter(|rs| rs.spec_replicas == 0 && rs.replicas == 0 && rs.scale_down_deadline.is_none())
+        .filter(|rs| {
+            // Not if this pass scales it.
+            !pass
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::ScaleReplicaSet { name, .. } if *name == rs.name))
+        })
+        .copied()
+        .collect();
+    let limit = usize::try_from(ctx.spec.revision_history_limit().max(0)).unwrap_or(0);
+    if idle.len() <= limit {
+        return;
+    }
+    idle.sort_by_key(|rs| rs.revision.unwrap_or(0));
+    let excess = idle.len() - limit;
+    for rs in idle.into_iter().take(excess) {
+        pass.actions.push(Action::DeleteReplicaSet {
+            name: rs.name.clone(),
+        });
+    }
+}

@@ -1,0 +1,85 @@
+//! The world as it would look right after an executor applied a plan, before any pod started
+//! or stopped: what `plan_rollout` iterates on to reach a fixed point, and what simulators
+//! build on (they then move pod counts toward the new specs).
+
+use crate::plan::{Action, RolloutPlan};
+use crate::snapshot::{
+    POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION,
+    ServiceView, Snapshot,
+};
+
+/// `snapshot` after every action of `plan` succeeded and its status was written. Pod counts
+/// (`replicas`, `ready`, `available`) do not move: only the cluster's controllers do that.
+pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
+    let mut next = snapshot.clone();
+    let rollout_name = next.rollout.metadata.name.clone().unwrap_or_default();
+    for action in &plan.actions {
+        match action {
+            Action::CreateReplicaSet {
+                name,
+                pod_template_hash,
+                revision,
+                replicas,
+                template,
+            } => {
+                if next.replica_sets.iter().all(|rs| &rs.name != name) {
+                    next.replica_sets.push(ReplicaSetView {
+                        name: name.clone(),
+                        pod_template_hash: Some(pod_template_hash.clone()),
+                        revision: Some(*revision),
+                        spec_replicas: *replicas,
+                        replicas: 0,
+                        ready_replicas: 0,
+                        available_replicas: 0,
+                        scale_down_deadline: None,
+                        created_at: Some(snapshot.now),
+                        template: Some(template.as_ref().clone()),
+                        being_deleted: false,
+                    });
+                }
+            }
+            Action::ScaleReplicaSet { name, to, .. } => {
+                if let Some(rs) = next.replica_sets.iter_mut().find(|rs| &rs.name == name) {
+                    rs.spec_replicas = *to;
+                }
+            }
+            Action::AnnotateReplicaSet { name, key, value } => {
+                if let Some(rs) = next.replica_sets.iter_mut().find(|rs| &rs.name == name) {
+                    if key == SCALE_DOWN_DEADLINE_ANNOTATION {
+                        rs.scale_down_deadline = value.as_deref().and_then(|v| v.parse().ok());
+                    } else if key == REVISION_ANNOTATION {
+                        rs.revision = value.as_deref().and_then(|v| v.parse().ok());
+                    } else if key == POD_TEMPLATE_HASH_LABEL {
+                        rs.pod_template_hash = value.clone();
+                    }
+                }
+            }
+            Action::PointService {
+                service,
+                pod_template_hash,
+            } => match next.services.iter_mut().find(|s| &s.name == service) {
+                Some(s) => {
+                    s.selector_hash = Some(pod_template_hash.clone());
+                    s.managed_by = Some(rollout_name.clone());
+                }
+                None => next.services.push(ServiceView {
+                    name: service.clone(),
+                    exists: true,
+                    selector_hash: Some(pod_template_hash.clone()),
+                    managed_by: Some(rollout_name.clone()),
+                }),
+            },
+            Action::SetTraffic(intent) => next.traffic = Some(intent.clone()),
+            Action::EvictPod { name } => {
+                let pod = next.pods.iter_mut().flatten().find(|p| &p.name == name);
+                if let Some(pod) = pod {
+                    pod.being_deleted = true;
+                    pod.available = false;
+                }
+            }
+            Action::DeleteReplicaSet { name } => next.replica_sets.retain(|rs| &rs.name != name),
+        }
+    }
+    next.rollout.status = Some(plan.status.clone());
+    next
+}

@@ -1,0 +1,217 @@
+//! Fault injection for reliability tests: error rates per verb and resource (500, 429 with
+//! Retry-After, 409), added latency, and watch streams cut after a fixed time. Applied by the
+//! router before a request reaches the handlers.
+
+use super::status::ApiError;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The Kubernetes verbs, as a real server's audit log names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+    DeleteCollection,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
+        }
+    }
+
+    pub fn is_mutating(self) -> bool {
+        !matches!(self, Verb::Get | Verb::List | Verb::Watch)
+    }
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which requests a fault applies to. `None` matches everything; a resource matches by its
+/// plural (`rollouts`) or its qualified name (`rollouts.argoproj.io`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FaultTarget {
+    pub verb: Option<Verb>,
+    pub resource: Option<String>,
+}
+
+impl FaultTarget {
+    pub fn any() -> Self {
+        FaultTarget::default()
+    }
+
+    pub fn verb(verb: Verb) -> Self {
+        FaultTarget {
+            verb: Some(verb),
+            resource: None,
+        }
+    }
+
+    pub fn resource(resource: impl Into<String>) -> Self {
+        FaultTarget {
+            verb: None,
+            resource: Some(resource.into()),
+        }
+    }
+
+    pub fn verb_on(verb: Verb, resource: impl Into<String>) -> Self {
+        FaultTarget {
+            verb: Some(verb),
+            resource: Some(resource.into()),
+        }
+    }
+
+    fn matches(&self, verb: Verb, plural: &str, qualified: &str) -> bool {
+        self.verb.is_none_or(|v| v == verb)
+            && self
+                .resource
+                .as_deref()
+                .is_none_or(|r| r == plural || r == qualified)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum FaultError {
+    /// 500 InternalError.
+    Internal,
+    /// 429 TooManyRequests with a `Retry-After` header.
+    TooManyRequests { retry_after_seconds: u64 },
+    /// 409 Conflict, as if another writer had just changed the object.
+    Conflict,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErrorFault {
+    pub target: FaultTarget,
+    /// Share of matching requests that fail, 0.0..=1.0.
+    pub rate: f64,
+    pub error: FaultError,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatencyFault {
+    pub target: FaultTarget,
+    pub delay: Duration,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Faults {
+    pub errors: Vec<ErrorFault>,
+    pub latency: Vec<LatencyFault>,
+    /// Every watch stream is closed by the server this long after it opened.
+    pub watch_cut_after: Option<Duration>,
+}
+
+/// The live fault settings plus the random source deciding which requests fail.
+#[derive(Debug, Default)]
+pub struct FaultInjector {
+    inner: Mutex<(Faults, u64)>,
+}
+
+impl FaultInjector {
+    pub fn new(faults: Faults) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        FaultInjector {
+            inner: Mutex::new((faults, seed | 1)),
+        }
+    }
+
+    pub fn set(&self, faults: Faults) {
+        self.lock().0 = faults;
+    }
+
+    pub fn get(&self) -> Faults {
+        self.lock().0.clone()
+    }
+
+    pub fn update(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.lock().0);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Faults, u64)> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The delay to add and the error to answer with (if any) for one request.
+    pub fn decide(
+        &self,
+        verb: Verb,
+        plural: &str,
+        qualified: &str,
+    ) -> (Duration, Option<ApiError>) {
+        let mut guard = self.lock();
+        let (faults, rng) = &mut *guard;
+        let delay = faults
+            .latency
+            .iter()
+            .filter(|l| l.target.matches(verb, plural, qualified))
+            .map(|l| l.delay)
+            .sum();
+        let mut error = None;
+        for fault in &faults.errors {
+            if !fault.target.matches(verb, plural, qualified) {
+                continue;
+            }
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            let roll = (*rng >> 11) as f64 / (1u64 << 53) as f64;
+            if roll < fault.rate {
+                error = Some(fault_error(&fault.error, qualified));
+                break;
+            }
+        }
+        (delay, error)
+    }
+
+    pub fn watch_cut_after(&self) -> Option<Duration> {
+        self.lock().0.watch_cut_after
+    }
+}
+
+fn fault_error(error: &FaultError, qualified: &str) -> ApiError {
+    match error {
+        FaultError::Internal => ApiError::internal("Internal error occurred: injected by ramp-sim"),
+        FaultError::TooManyRequests {
+            retry_after_seconds,
+        } => {
+            let mut err = ApiError::new(
+                429,
+                "TooManyRequests",
+                "the server has received too many requests and has asked us to try again later",
+            );
+            err.retry_after_seconds = Some(*retry_after_seconds);
+            err
+        }
+        FaultError::Conflict => ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {qualified}: the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        ),
+    }
+}

@@ -1,0 +1,227 @@
+//! The request log: every mutating request the API server answered, in arrival order, so tests
+//! can assert the exact writes a controller made.
+
+use super::faults::Verb;
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+#[derive(Clone, Debug)]
+pub struct LoggedRequest {
+    pub time: SystemTime,
+    pub verb: Verb,
+    pub group: String,
+    pub version: String,
+    /// The plural resource name (`rollouts`).
+    pub resource: String,
+    pub namespace: Option<String>,
+    /// The object's name: from the path, or for a create the name the server gave it.
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+    /// `json`, `merge`, `strategic` or `apply` for patches.
+    pub patch_type: Option<String>,
+    pub field_manager: Option<String>,
+    /// The request body as JSON (YAML apply bodies are converted).
+    pub body: Option<Value>,
+    /// The HTTP status the server answered with.
+    pub code: u16,
+}
+
+impl LoggedRequest {
+    /// `patch rollouts/status default/web` — a compact form for assertion messages.
+    pub fn summary(&self) -> String {
+        let resource = match &self.subresource {
+            Some(sub) => format!("{}/{}", self.resource, sub),
+            None => self.resource.clone(),
+        };
+        let object = match (&self.namespace, &self.name) {
+            (Some(ns), Some(name)) => format!("{ns}/{name}"),
+            (None, Some(name)) => name.clone(),
+            (Some(ns), None) => format!("{ns}/*"),
+            (None, None) => "*".to_owned(),
+        };
+        format!("{} {} {} -> {}", self.verb, resource, object, self.code)
+    }
+
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    kept: VecDeque<LoggedRequest>,
+    /// Entries recorded before the oldest kept one (dropped by the limit or `clear`).
+    dropped: usize,
+    /// Most entries kept; `None` keeps everything.
+    limit: Option<usize>,
+}
+
+/// Shared, append-only log; clones see the same entries.
+#[derive(Clone, Debug, Default)]
+pub struct RequestLog {
+    entries: Arc<Mutex<Entries>>,
+}
+
+impl RequestLog {
+    /// A log keeping at most `limit` entries (the oldest go first); `None` keeps everything.
+    pub(crate) fn with_limit(limit: Option<usize>) -> Self {
+        RequestLog {
+            entries: Arc::new(Mutex::new(Entries {
+                limit,
+                ..Entries::default()
+            })),
+        }
+    }
+
+    pub(crate) fn record(&self, entry: LoggedRequest) {
+        let mut entries = self.lock();
+        entries.kept.push_back(entry);
+        while entries
+            .limit
+            .is_some_and(|limit| entries.kept.len() > limit)
+        {
+            entries.kept.pop_front();
+            entries.dropped += 1;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A snapshot of every entry kept so far.
+    pub fn entries(&self) -> Vec<LoggedRequest> {
+        self.lock().kept.iter().cloned().collect()
+    }
+
+    /// How many entries were ever recorded: a checkpoint for [`RequestLog::since`].
+    pub fn len(&self) -> usize {
+        let entries = self.lock();
+        entries.dropped + entries.kept.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets the entries so far (`len()` keeps counting them).
+    pub fn clear(&self) {
+        let mut entries = self.lock();
+        entries.dropped += entries.kept.len();
+        entries.kept.clear();
+    }
+
+    pub fn filter(&self, keep: impl Fn(&LoggedRequest) -> bool) -> Vec<LoggedRequest> {
+        self.lock()
+            .kept
+            .iter()
+            .filter(|e| keep(e))
+            .cloned()
+            .collect()
+    }
+
+    /// Successful writes to a resource, by plural name (`rollouts`) or `plural/subresource`
+    /// (`rollouts/status`, which then matches only that subresource).
+    pub fn writes_to(&self, resource: &str) -> Vec<LoggedRequest> {
+        let (plural, sub) = match resource.split_once('/') {
+            Some((p, s)) => (p, Some(s)),
+            None => (resource, None),
+        };
+        self.filter(|e| {
+            e.succeeded()
+                && e.resource == plural
+                && sub.is_none_or(|s| e.subresource.as_deref() == Some(s))
+        })
+    }
+
+    /// Successful writes to one object (any subresource).
+    pub fn writes_to_object(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Vec<LoggedRequest> {
+        self.filter(|e| {
+            e.succeeded()
+                && e.resource == resource
+                && e.namespace.as_deref() == namespace
+                && e.name.as_deref() == Some(name)
+        })
+    }
+
+    /// Entries after the first `n`: what happened since a checkpoint taken with `len()`.
+    pub fn since(&self, n: usize) -> Vec<LoggedRequest> {
+        let entries = self.lock();
+        entries
+            .kept
+            .iter()
+            .skip(n.saturating_sub(entries.dropped))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, resource: &str, subresource: Option<&str>, code: u16) -> LoggedRequest {
+        LoggedRequest {
+            time: SystemTime::now(),
+            verb: Verb::Patch,
+            group: String::new(),
+            version: "v1".into(),
+            resource: resource.into(),
+            namespace: Some("default".into()),
+            name: Some(name.into()),
+            subresource: subresource.map(str::to_owned),
+            patch_type: Some("merge".into()),
+            field_manager: None,
+            body: None,
+            code,
+        }
+    }
+
+    #[test]
+    fn writes_to_filters_by_resource_subresource_and_success() {
+        let log = RequestLog::default();
+        log.record(entry("a", "rollouts", None, 200));
+        log.record(entry("a", "rollouts", Some("status"), 200));
+        log.record(entry("b", "rollouts", None, 409));
+        log.record(entry("c", "services", None, 200));
+        assert_eq!(log.writes_to("rollouts").len(), 2);
+        assert_eq!(log.writes_to("rollouts/status").len(), 1);
+        assert_eq!(
+            log.writes_to_object("rollouts", Some("default"), "b").len(),
+            0
+        );
+        assert_eq!(
+            log.entries()[2].summary(),
+            "patch rollouts default/b -> 409"
+        );
+    }
+
+    #[test]
+    fn a_limited_log_keeps_the_newest_and_checkpoints_stay_valid() {
+        let log = RequestLog::with_limit(Some(2));
+        log.record(entry("a", "pods", None, 200));
+        let checkpoint = log.len();
+        log.record(entry("b", "pods", None, 200));
+        log.record(entry("c", "pods", None, 200));
+        assert_eq!(log.len(), 3);
+        let names: Vec<_> = log
+            .since(checkpoint)
+            .into_iter()
+            .filter_map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["b", "c"]);
+        log.clear();
+        assert!(log.entries().is_empty());
+        assert_eq!(log.since(checkpoint).len(), 0);
+        assert_eq!(log.len(), 3);
+    }
+}

@@ -1,1 +1,0 @@
-//! Traffic and metrics simulator (in progress).

@@ -1,1 +1,0 @@
-//! Workload simulators (in progress).
