@@ -129,7 +129,11 @@ fn without_nullable(crd: CustomResourceDefinition) -> CustomResourceDefinition {
     let Ok(mut value) = serde_json::to_value(&crd) else {
         return crd;
     };
-    for version in value["spec"]["versions"].as_array_mut().into_iter().flatten() {
+    for version in value["spec"]["versions"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
         strip(&mut version["schema"]);
     }
     serde_json::from_value(value).unwrap_or(crd)

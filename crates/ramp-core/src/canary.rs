@@ -14,7 +14,7 @@ use crate::snapshot::{
     POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION,
     Snapshot,
 };
-use crate::world::apply_plan;
+use crate::world::settle;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use ramp_api::rollout::{CanaryStep, CanaryStrategy, RolloutSpec, RolloutStatus, condition_type};
 
@@ -31,36 +31,19 @@ fn max_passes(snapshot: &Snapshot) -> usize {
 
 /// Plans one reconcile of one rollout.
 pub fn plan_rollout(snapshot: &Snapshot) -> RolloutPlan {
-    let mut world = snapshot.clone();
-    let mut actions = Vec::new();
-    let mut events = Vec::new();
-    let mut status = snapshot.rollout.status.clone().unwrap_or_default();
-    let mut wake_at = None;
-    for _ in 0..max_passes(snapshot) {
-        let pass = plan_pass(&world);
-        let settled =
-            pass.actions.is_empty() && world.rollout.status.as_ref() == Some(&pass.status);
-        let step = RolloutPlan {
+    if snapshot.rollout.spec.blue_green().is_some() {
+        return crate::bluegreen::plan_rollout(snapshot);
+    }
+    settle(snapshot, max_passes(snapshot), |world| {
+        let pass = plan_pass(world);
+        let plan = RolloutPlan {
             actions: pass.actions,
             status: pass.status,
-            events: Vec::new(),
+            events: pass.events,
             wake_at: pass.wake_at,
         };
-        world = apply_plan(&world, &step);
-        actions.extend(step.actions);
-        events.extend(pass.events);
-        status = step.status;
-        wake_at = step.wake_at;
-        if settled || pass.blocked {
-            break;
-        }
-    }
-    RolloutPlan {
-        actions,
-        status,
-        events,
-        wake_at,
-    }
+        (plan, pass.blocked)
+    })
 }
 
 /// The outcome of one pass.

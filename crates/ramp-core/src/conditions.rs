@@ -98,8 +98,7 @@ pub fn remove_condition(status: &mut RolloutStatus, type_: &str) {
     }
 }
 
-/// §2.2: first matching rule wins. Canary only; blue-green rollouts never reach this crate's
-/// planner.
+/// §2.2: first matching rule wins (rule 8 for blue-green, rule 9 for canary).
 pub fn compute_phase(spec: &RolloutSpec, status: &RolloutStatus) -> (&'static str, String) {
     if let Some(c) = status.condition(condition_type::INVALID_SPEC) {
         return (
@@ -134,6 +133,27 @@ pub fn compute_phase(spec: &RolloutSpec, status: &RolloutStatus) -> (&'static st
             phase::PROGRESSING,
             "updated replicas are still becoming available".to_owned(),
         );
+    }
+    if let Some(blue_green) = spec.blue_green() {
+        let active = status
+            .blue_green
+            .as_ref()
+            .and_then(|b| b.active_selector.as_ref());
+        if active.is_none() || active != status.current_pod_hash.as_ref() {
+            return (
+                phase::PROGRESSING,
+                "active service cutover pending".to_owned(),
+            );
+        }
+        if status.stable_rs.is_none() || status.stable_rs != status.current_pod_hash {
+            let message = if blue_green.post_promotion_analysis.is_some() {
+                "waiting for analysis to complete"
+            } else {
+                "waiting for post-promotion verification to complete"
+            };
+            return (phase::PROGRESSING, message.to_owned());
+        }
+        return (phase::HEALTHY, String::new());
     }
     let routed = spec.canary().is_some_and(|c| c.traffic_routing.is_some());
     if !routed && status.replicas.unwrap_or(0) > updated {

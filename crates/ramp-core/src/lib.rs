@@ -4,6 +4,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod analysis;
+pub mod bluegreen;
 pub mod canary;
 pub mod conditions;
 pub mod hash;

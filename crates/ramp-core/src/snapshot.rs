@@ -166,6 +166,10 @@ pub struct RouterObjectView {
 pub enum AnalysisRunKind {
     Step,
     Background,
+    /// Blue-green: before the active service switches.
+    PrePromotion,
+    /// Blue-green: after the switch, before the new ReplicaSet becomes stable.
+    PostPromotion,
 }
 
 /// What the rollout needs to know about one of its AnalysisRuns.

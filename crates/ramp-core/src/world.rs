@@ -83,3 +83,35 @@ pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
     next.rollout.status = Some(plan.status.clone());
     next
 }
+
+/// Plans one reconcile by repeating a strategy's single pass on the world its own actions
+/// produce until nothing is left to do, so that planning again on the result is a no-op by
+/// construction. Stops after `max_passes` (the next reconcile carries on) or at a pass that may
+/// only write status (`blocked`).
+pub(crate) fn settle(
+    snapshot: &Snapshot,
+    max_passes: usize,
+    mut plan_pass: impl FnMut(&Snapshot) -> (RolloutPlan, bool),
+) -> RolloutPlan {
+    let mut world = snapshot.clone();
+    let mut plan = RolloutPlan {
+        actions: Vec::new(),
+        status: snapshot.rollout.status.clone().unwrap_or_default(),
+        events: Vec::new(),
+        wake_at: None,
+    };
+    for _ in 0..max_passes {
+        let (pass, blocked) = plan_pass(&world);
+        let settled =
+            pass.actions.is_empty() && world.rollout.status.as_ref() == Some(&pass.status);
+        world = apply_plan(&world, &pass);
+        plan.actions.extend(pass.actions);
+        plan.events.extend(pass.events);
+        plan.status = pass.status;
+        plan.wake_at = pass.wake_at;
+        if settled || blocked {
+            break;
+        }
+    }
+    plan
+}

@@ -1,0 +1,935 @@
+//! The blue-green decision: one snapshot in, one plan out. The new ReplicaSet runs behind the
+//! preview service, waits for its pause and pre-promotion analysis, takes the active service in
+//! one switch, and the previous ReplicaSet leaves only after post-promotion and its delay.
+
+use crate::conditions::{self, reason};
+use crate::hash::{pod_template_hash, same_pod_template};
+use crate::plan::{Action, RolloutEvent, RolloutPlan};
+use crate::preflight;
+use crate::snapshot::{
+    AnalysisRunKind, AnalysisRunSummary, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
+    ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot,
+};
+use crate::world::settle;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use ramp_api::rollout::{
+    AbortScaleDown, BlueGreenStatus, BlueGreenStrategy, PauseCondition, RolloutAnalysisRunStatus,
+    RolloutSpec, RolloutStatus, condition_type, pause_reason,
+};
+
+mod status;
+
+#[cfg(test)]
+mod tests;
+
+/// Passes after which planning stops even without a fixed point (the next reconcile carries
+/// on): each pass acts or advances the status, and an update needs only a handful.
+const MAX_PASSES: usize = 16;
+
+/// Plans one reconcile of a blue-green rollout, repeating single passes on the world their
+/// own actions produce until nothing is left to do (so a plan is idempotent by construction).
+pub fn plan_rollout(snapshot: &Snapshot) -> RolloutPlan {
+    settle(snapshot, MAX_PASSES, |world| {
+        let pass = plan_pass(world);
+        let plan = RolloutPlan {
+            actions: pass.actions,
+            status: pass.status,
+            events: pass.events,
+            wake_at: pass.wake_at,
+        };
+        (plan, pass.blocked)
+    })
+}
+
+/// The outcome of one pass.
+struct Pass {
+    actions: Vec<Action>,
+    status: RolloutStatus,
+    events: Vec<RolloutEvent>,
+    wake_at: Option<Timestamp>,
+    /// Preflight failed: only the status may be written.
+    blocked: bool,
+    /// The Progressing condition was already decided in this pass.
+    progress_decided: bool,
+    /// Waiting on a pause, an analysis or a delay: the progress deadline does not run.
+    waiting: bool,
+    /// Why the rollout waits (shown as the Progressing message of the phase).
+    waiting_message: Option<String>,
+}
+
+impl Pass {
+    fn wake(&mut self, at: Timestamp) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+
+    /// Waiting on something that does not count against the progress deadline.
+    fn wait(&mut self, message: String) {
+        self.waiting = true;
+        self.note(message);
+    }
+
+    /// Says what the update waits for; pods coming up still count against the deadline.
+    fn note(&mut self, message: String) {
+        if self.waiting_message.is_none() {
+            self.waiting_message = Some(message);
+        }
+    }
+
+    fn blue_green(&mut self) -> &mut BlueGreenStatus {
+        self.status.blue_green.get_or_insert_with(Default::default)
+    }
+}
+
+fn after(now: Timestamp, seconds: i64) -> Timestamp {
+    now.checked_add(SignedDuration::from_secs(seconds))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// Everything a pass knows about the rollout, computed once.
+struct Ctx<'a> {
+    snap: &'a Snapshot,
+    spec: &'a RolloutSpec,
+    strategy: &'a BlueGreenStrategy,
+    name: String,
+    now: Timestamp,
+    replicas: i32,
+}
+
+impl Ctx<'_> {
+    /// The hash the named service's selector holds in the observed world.
+    fn observed_selector(&self, service: Option<&str>) -> Option<String> {
+        let service = self.snap.service(service?)?;
+        service
+            .exists
+            .then(|| service.selector_hash.clone())
+            .flatten()
+    }
+
+    fn service_exists(&self, service: &str) -> bool {
+        self.snap.service(service).is_some_and(|s| s.exists)
+    }
+
+    /// The newest run of `kind` for the ReplicaSet `hash`, ignoring the run that caused an
+    /// abort which has since been retried (the controller creates a fresh one).
+    fn analysis_run(
+        &self,
+        kind: AnalysisRunKind,
+        hash: &str,
+        recorded: Option<&RolloutAnalysisRunStatus>,
+        aborted: bool,
+    ) -> Option<&AnalysisRunSummary> {
+        // Upstream names runs `<rollout>-<podHash>-<revision>-<pre|post>`.
+        let prefix = format!("{}-{hash}-", self.name);
+        self.snap.analysis_runs.iter().rfind(|r| {
+            r.kind == kind
+                && r.name.starts_with(&prefix)
+                && (aborted
+                    || recorded
+                        .is_none_or(|spent| spent.name != r.name || !is_failure(&spent.status)))
+        })
+    }
+}
+
+fn is_failure(phase: &str) -> bool {
+    phase == "Failed" || phase == "Error"
+}
+
+fn plan_pass(snap: &Snapshot) -> Pass {
+    let rollout = &snap.rollout;
+    let old = rollout.status.clone().unwrap_or_default();
+    let mut pass = Pass {
+        actions: Vec::new(),
+        status: old.clone(),
+        events: Vec::new(),
+        wake_at: None,
+        blocked: false,
+        progress_decided: false,
+        waiting: false,
+        waiting_message: None,
+    };
+    pass.status.observed_generation = rollout.metadata.generation.map(|g| g.to_string());
+    if let Some(blocker) = preflight::blocker(snap) {
+        let changed = old
+            .condition(condition_type::INVALID_SPEC)
+            .is_none_or(|c| c.message != blocker.message);
+        conditions::set_condition(
+            &mut pass.status,
+            condition_type::INVALID_SPEC,
+            Some(true),
+            reason::INVALID_SPEC,
+            &blocker.message,
+            snap.now,
+        );
+        if changed {
+            pass.events.push(blocker.event);
+        }
+        status::set_phase(&rollout.spec, &mut pass.status, None);
+        pass.blocked = true;
+        return pass;
+    }
+    conditions::remove_condition(&mut pass.status, condition_type::INVALID_SPEC);
+    let (Some(strategy), Some(template)) =
+        (rollout.spec.blue_green(), rollout.spec.template.as_ref())
+    else {
+        // Not blue-green (the dispatcher never sends those): leave the status untouched.
+        pass.status = old;
+        pass.blocked = true;
+        return pass;
+    };
+    let ctx = Ctx {
+        snap,
+        spec: &rollout.spec,
+        strategy,
+        name: rollout.metadata.name.clone().unwrap_or_default(),
+        now: snap.now,
+        replicas: rollout.spec.replicas().max(0),
+    };
+    let live: Vec<&ReplicaSetView> = snap
+        .replica_sets
+        .iter()
+        .filter(|rs| !rs.being_deleted)
+        .collect();
+    let hash = pod_template_hash(template, old.collision_count);
+    // As for canary: a ReplicaSet carrying our hash is ours, else one with the same template.
+    let new_rs = live
+        .iter()
+        .find(|rs| rs.pod_template_hash.as_deref() == Some(hash.as_str()))
+        .or_else(|| {
+            live.iter()
+                .filter(|rs| {
+                    rs.template
+                        .as_ref()
+                        .is_some_and(|t| same_pod_template(template, t))
+                })
+                .max_by_key(|rs| rs.revision.unwrap_or(0))
+        })
+        .copied();
+    let max_revision = snap
+        .replica_sets
+        .iter()
+        .filter_map(|rs| rs.revision)
+        .max()
+        .unwrap_or(0);
+    let new_hash = new_rs
+        .and_then(|rs| rs.pod_template_hash.clone())
+        .unwrap_or(hash);
+    let revision = new_rs
+        .and_then(|rs| rs.revision)
+        .unwrap_or(max_revision + 1);
+    observe_revision(&ctx, &mut pass, new_rs, &live, &new_hash, revision);
+    let Some(new_rs) = new_rs else {
+        let name = format!("{}-{new_hash}", ctx.name);
+        let mut template = template.clone();
+        template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(POD_TEMPLATE_HASH_LABEL.to_owned(), new_hash.clone());
+        pass.actions.push(Action::CreateReplicaSet {
+            name: name.clone(),
+            pod_template_hash: new_hash.clone(),
+            revision,
+            replicas: 0,
+            template: Box::new(template),
+        });
+        let at = pass
+            .events
+            .iter()
+            .position(|e| e.reason == "RolloutUpdated")
+            .map_or(pass.events.len(), |i| i + 1);
+        pass.events.insert(
+            at,
+            RolloutEvent::normal(
+                "NewReplicaSetCreated",
+                format!("Created ReplicaSet {name} (revision {revision})"),
+            ),
+        );
+        conditions::set_condition(
+            &mut pass.status,
+            condition_type::PROGRESSING,
+            Some(true),
+            reason::NEW_REPLICA_SET_CREATED,
+            &format!("Created new replica set \"{name}\""),
+            ctx.now,
+        );
+        pass.progress_decided = true;
+        status::finish(&ctx, &mut pass, &old, None, &live);
+        return pass;
+    };
+    if new_rs.revision.is_some_and(|r| r < max_revision) {
+        // Going back to an older ReplicaSet makes it the newest revision again.
+        pass.actions.push(Action::AnnotateReplicaSet {
+            name: new_rs.name.clone(),
+            key: REVISION_ANNOTATION.to_owned(),
+            value: Some((max_revision + 1).to_string()),
+        });
+    }
+    reconcile(&ctx, &mut pass, new_rs, &live);
+    status::finish(&ctx, &mut pass, &old, Some(new_rs), &live);
+    pass
+}
+
+fn live_by_hash<'a>(live: &[&'a ReplicaSetView], hash: Option<&str>) -> Option<&'a ReplicaSetView> {
+    let hash = hash?;
+    live.iter()
+        .find(|rs| rs.pod_template_hash.as_deref() == Some(hash))
+        .copied()
+}
+
+/// Status changes when the desired template changes: a new update starts, or it is the
+/// initial deploy, a rollback to the stable ReplicaSet, or a fast rollback.
+fn observe_revision(
+    ctx: &Ctx<'_>,
+    pass: &mut Pass,
+    new_rs: Option<&ReplicaSetView>,
+    live: &[&ReplicaSetView],
+    new_hash: &str,
+    revision: i64,
+) {
+    let st = &mut pass.status;
+    let stable = live_by_hash(live, st.stable_rs.as_deref());
+    if st.current_pod_hash.as_deref() == Some(new_hash) {
+        if stable.is_none() && st.stable_rs.as_deref() != Some(new_hash) {
+            // The stable ReplicaSet vanished: nothing to go back to, so the newest is stable.
+            st.stable_rs = Some(new_hash.to_owned());
+        }
+        return;
+    }
+    st.current_pod_hash = Some(new_hash.to_owned());
+    st.abort = None;
+    st.aborted_at = None;
+    st.promote_full = None;
+    st.pause_conditions = None;
+    st.controller_pause = None;
+    let bg = st.blue_green.get_or_insert_with(Default::default);
+    bg.scale_up_preview_check_point = None;
+    bg.pre_promotion_analysis_run_status = None;
+    bg.post_promotion_analysis_run_status = None;
+    pass.events.push(RolloutEvent::normal(
+        "RolloutUpdated",
+        format!("Rollout updated to revision {revision}"),
+    ));
+    let st = &mut pass.status;
+    let fully_up = |rs: &ReplicaSetView| {
+        rs.spec_replicas >= ctx.replicas && rs.available_replicas >= ctx.replicas
+    };
+    match stable {
+        None => {
+            st.stable_rs = Some(new_hash.to_owned());
+            pass.events.push(RolloutEvent::normal(
+                "RolloutCompleted",
+                format!(
+                    "Rollout completed update to revision {revision} ({new_hash}): Initial deploy"
+                ),
+            ));
+        }
+        Some(s) if s.pod_template_hash.as_deref() == Some(new_hash) => {
+            pass.events.push(RolloutEvent::normal(
+                "SkipSteps",
+                "Rollback to stable ReplicaSets",
+            ));
+        }
+        // A previous ReplicaSet still up within its scale-down delay takes the active service
+        // back at once: no pause, no analysis.
+        Some(_) if new_rs.is_some_and(|rs| rs.scale_down_deadline.is_some() && fully_up(rs)) => {
+            st.stable_rs = Some(new_hash.to_owned());
+            pass.events.push(RolloutEvent::normal(
+                "RolloutCompleted",
+                format!(
+                    "Rollout completed update to revision {revision} ({new_hash}): Fast rollback"
+                ),
+            ));
+        }
+        Some(_) => {
+            pass.events.push(RolloutEvent::normal(
+                "RolloutNotCompleted",
+                format!(
+                    "Rollout not completed, started update to revision {revision} ({new_hash})"
+                ),
+            ));
+        }
+    }
+}
+
+/// Enters the aborted state once (`abortedAt` marks it), as upstream: Progressing False.
+fn enter_abort(ctx: &Ctx<'_>, pass: &mut Pass, revision: i64, cause: Option<&str>) {
+    let st = &mut pass.status;
+    st.abort = Some(true);
+    if st.aborted_at.is_some() {
+        return;
+    }
+    st.aborted_at = Some(Time(ctx.now));
+    st.pause_conditions = None;
+    st.controller_pause = None;
+    let cause = cause.map(|c| format!(": {c}")).or_else(|| {
+        st.condition(condition_type::PROGRESSING)
+            .filter(|c| c.reason == reason::PROGRESS_DEADLINE_EXCEEDED)
+            .map(|c| format!(": {}", c.message))
+    });
+    let message = format!(
+        "Rollout aborted update to revision {revision}{}",
+        cause.unwrap_or_default()
+    );
+    conditions::set_condition(
+        st,
+        condition_type::PROGRESSING,
+        Some(false),
+        reason::ROLLOUT_ABORTED,
+        &message,
+        ctx.now,
+    );
+    pass.events
+        .push(RolloutEvent::warning("RolloutAborted", message));
+    pass.progress_decided = true;
+}
+
+/// `status.abort` and `status.promoteFull` as users and tools write them.
+fn apply_user_requests(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, promoted: bool) {
+    let st = &mut pass.status;
+    if promoted {
+        st.abort = None;
+        st.aborted_at = None;
+        st.promote_full = None;
+        return;
+    }
+    if st.promote_full == Some(true) {
+        st.abort = None;
+        st.aborted_at = None;
+        st.pause_conditions = None;
+    }
+    if st.is_aborted() {
+        enter_abort(ctx, pass, new_rs.revision.unwrap_or(0), None);
+    } else if st.aborted_at.is_some() {
+        st.aborted_at = None;
+        conditions::set_condition(
+            st,
+            condition_type::PROGRESSING,
+            None,
+            reason::ROLLOUT_RETRY,
+            "Retrying Rollout after abort",
+            ctx.now,
+        );
+        pass.progress_decided = true;
+    }
+}
+
+/// The verdict on one promotion analysis.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Passed,
+    Failed,
+    Waiting,
+}
+
+/// Follows the pre- or post-promotion run of the new ReplicaSet and records it in the status.
+fn analysis_gate(
+    ctx: &Ctx<'_>,
+    pass: &mut Pass,
+    kind: AnalysisRunKind,
+    new_hash: &str,
+    aborted: bool,
+) -> Gate {
+    let label = if kind == AnalysisRunKind::PrePromotion {
+        "pre-promotion"
+    } else {
+        "post-promotion"
+    };
+    let bg = pass.status.blue_green.clone().unwrap_or_default();
+    let recorded = if kind == AnalysisRunKind::PrePromotion {
+        bg.pre_promotion_analysis_run_status
+    } else {
+        bg.post_promotion_analysis_run_status
+    };
+    let Some(run) = ctx.analysis_run(kind, new_hash, recorded.as_ref(), aborted) else {
+        pass.wait(format!("waiting for the {label} AnalysisRun to be created"));
+        return Gate::Waiting;
+    };
+    let summary = RolloutAnalysisRunStatus {
+        name: run.name.clone(),
+        status: run.phase.clone(),
+        message: None,
+    };
+    let slot = if kind == AnalysisRunKind::PrePromotion {
+        &mut pass.blue_green().pre_promotion_analysis_run_status
+    } else {
+        &mut pass.blue_green().post_promotion_analysis_run_status
+    };
+    *slot = Some(summary);
+    match run.phase.as_str() {
+        "Successful" => Gate::Passed,
+        phase if is_failure(phase) => Gate::Failed,
+        phase => {
+            pass.wait(format!("{label} AnalysisRun {} is {phase}", run.name));
+            Gate::Waiting
+        }
+    }
+}
+
+/// The `BlueGreenPause` before promotion: added once the preview is ready, removed by a user
+/// (promote) or after `autoPromotionSeconds`. Returns whether the pause is over.
+fn promotion_pause(ctx: &Ctx<'_>, pass: &mut Pass, preview_ready: bool) -> bool {
+    let auto = ctx.strategy.auto_promotion_enabled();
+    let seconds = i64::from(ctx.strategy.auto_promotion_seconds().max(0));
+    if auto && seconds == 0 {
+        return true;
+    }
+    let st = &mut pass.status;
+    let ours = st
+        .pause_conditions
+        .iter()
+        .flatten()
+        .find(|c| c.reason == pause_reason::BLUE_GREEN_PAUSE)
+        .cloned();
+    match ours {
+        Some(condition) if auto => {
+            let end = after(condition.start_time.0, seconds);
+            if ctx.now < end {
+                pass.wake(end);
+                return false;
+            }
+            if let Some(list) = st.pause_conditions.as_mut() {
+                list.retain(|c| c.reason != pause_reason::BLUE_GREEN_PAUSE);
+            }
+            if st.pause_conditions.as_ref().is_some_and(Vec::is_empty) {
+                st.pause_conditions = None;
+            }
+            resumed(ctx, pass);
+            true
+        }
+        Some(_) => false,
+        None if st.has_pause_conditions() => false,
+        // The controller paused and the conditions are gone: promoted (by a user or the
+        // timer). `controllerPause` stays set until the switch, so the pause is not re-entered.
+        None if st.controller_pause == Some(true) => true,
+        None if !preview_ready => false,
+        None => {
+            st.pause_conditions = Some(vec![PauseCondition {
+                reason: pause_reason::BLUE_GREEN_PAUSE.to_owned(),
+                start_time: Time(ctx.now),
+            }]);
+            st.controller_pause = Some(true);
+            pass.events.push(RolloutEvent::normal(
+                "RolloutPaused",
+                "Rollout is paused (BlueGreenPause)",
+            ));
+            conditions::set_condition(
+                st,
+                condition_type::PROGRESSING,
+                None,
+                reason::ROLLOUT_PAUSED,
+                "Rollout is paused",
+                ctx.now,
+            );
+            pass.progress_decided = true;
+            if auto {
+                pass.wake(after(ctx.now, seconds));
+            }
+            false
+        }
+    }
+}
+
+fn resumed(ctx: &Ctx<'_>, pass: &mut Pass) {
+    pass.events
+        .push(RolloutEvent::normal("RolloutResumed", "Rollout is resumed"));
+    conditions::set_condition(
+        &mut pass.status,
+        condition_type::PROGRESSING,
+        None,
+        reason::ROLLOUT_RESUMED,
+        "Rollout is resumed",
+        ctx.now,
+    );
+    pass.progress_decided = true;
+}
+
+/// A ReplicaSet's desired size as decided in this pass.
+struct Target<'a> {
+    rs: &'a ReplicaSetView,
+    to: i32,
+}
+
+/// The main pass once the newest ReplicaSet exists: gates, services, sizes.
+fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&ReplicaSetView]) {
+    let new_hash = new_rs.pod_template_hash.clone().unwrap_or_default();
+    let revision = new_rs.revision.unwrap_or(0);
+    let promoted_at_start = pass.status.stable_rs.as_deref() == Some(new_hash.as_str());
+    apply_user_requests(ctx, pass, new_rs, promoted_at_start);
+    let active_service = ctx.strategy.active_service.as_str();
+    let preview_service = ctx
+        .strategy
+        .preview_service
+        .as_deref()
+        .filter(|s| !s.is_empty());
+    let observed_active = ctx.observed_selector(Some(active_service));
+    let stable_rs =
+        live_by_hash(live, pass.status.stable_rs.as_deref()).filter(|rs| rs.name != new_rs.name);
+    let manual_pause = ctx.spec.is_paused();
+    let fully_available = |rs: &ReplicaSetView| {
+        rs.spec_replicas >= ctx.replicas && rs.available_replicas >= ctx.replicas
+    };
+    let promote_full = pass.status.promote_full == Some(true);
+    let new_is_active = observed_active.as_deref() == Some(new_hash.as_str());
+
+    // Gates of an update in progress.
+    let mut promoted = promoted_at_start;
+    let mut aborted = !promoted && pass.status.is_aborted();
+    let preview_count = ctx
+        .strategy
+        .preview_replica_count
+        .map(|p| p.clamp(0, ctx.replicas));
+    let checkpoint = pass
+        .status
+        .blue_green
+        .as_ref()
+        .and_then(|b| b.scale_up_preview_check_point)
+        == Some(true);
+    let preview_size = match preview_count {
+        Some(p) if !checkpoint && !promote_full => p,
+        _ => ctx.replicas,
+    };
+    let mut switch_allowed = promoted;
+    if !promoted && !aborted && !manual_pause {
+        if new_is_active {
+            // Switched: post-promotion verification decides whether it stays.
+            let gate = if ctx.strategy.post_promotion_analysis.is_some() && !promote_full {
+                analysis_gate(
+                    ctx,
+                    pass,
+                    AnalysisRunKind::PostPromotion,
+                    &new_hash,
+                    aborted,
+                )
+            } else {
+                Gate::Passed
+            };
+            match gate {
+                Gate::Passed => {
+                    promote(pass, &new_hash, revision, promote_full);
+                    promoted = true;
+                    switch_allowed = true;
+                }
+                Gate::Failed => {
+                    enter_abort(ctx, pass, revision, Some("PostPromotion analysis failed"));
+                    aborted = true;
+                }
+                Gate::Waiting => {}
+            }
+        } else {
+            let preview_ready =
+                new_rs.spec_replicas == preview_size && new_rs.available_replicas >= preview_size;
+            let pause_done = promote_full || promotion_pause(ctx, pass, preview_ready);
+            let pre = if ctx.strategy.pre_promotion_analysis.is_some() && !promote_full {
+                if preview_ready {
+                    analysis_gate(ctx, pass, AnalysisRunKind::PrePromotion, &new_hash, aborted)
+                } else {
+                    Gate::Waiting
+                }
+            } else {
+                Gate::Passed
+            };
+            if pre == Gate::Failed {
+                enter_abort(ctx, pass, revision, Some("PrePromotion analysis failed"));
+                aborted = true;
+            } else if pause_done && pre == Gate::Passed {
+                if preview_count.is_some() && !checkpoint && preview_ready {
+                    pass.blue_green().scale_up_preview_check_point = Some(true);
+                }
+                switch_allowed = true;
+                if !fully_available(new_rs) || new_rs.spec_replicas != ctx.replicas {
+                    pass.note("waiting for the new ReplicaSet to be fully available".to_owned());
+                }
+            } else if !pause_done && !pass.status.has_pause_conditions() {
+                pass.note("waiting for the preview ReplicaSet to be available".to_owned());
+            }
+        }
+    }
+    let preview_size = if pass
+        .status
+        .blue_green
+        .as_ref()
+        .and_then(|b| b.scale_up_preview_check_point)
+        == Some(true)
+        || promote_full
+    {
+        ctx.replicas
+    } else {
+        preview_size
+    };
+
+    // Services: one write per service, and only to pods that are all available.
+    let mut active_target = observed_active.clone();
+    let exact = new_rs.spec_replicas == ctx.replicas && fully_available(new_rs);
+    if !ctx.service_exists(active_service) {
+        pass.wait(format!(
+            "waiting for the active service {active_service} to exist"
+        ));
+    } else if aborted {
+        if new_is_active {
+            // Back to the previous ReplicaSet, but never to pods that are not all there.
+            match stable_rs.filter(|rs| fully_available(rs)) {
+                Some(stable) => active_target = stable.pod_template_hash.clone(),
+                None => pass.wait("waiting for the stable ReplicaSet to be available".to_owned()),
+            }
+        }
+    } else if switch_allowed && !new_is_active && !manual_pause && exact {
+        active_target = Some(new_hash.clone());
+        // The pause episode ends with the switch.
+        pass.status.controller_pause = None;
+    }
+    let mut service_actions = Vec::new();
+    if active_target != observed_active
+        && let Some(target) = &active_target
+    {
+        switch_service(
+            pass,
+            &mut service_actions,
+            active_service,
+            observed_active.as_deref(),
+            target,
+        );
+    }
+    if let Some(preview) = preview_service.filter(|s| ctx.service_exists(s)) {
+        let observed = ctx.observed_selector(Some(preview));
+        if observed.as_deref() != Some(new_hash.as_str()) {
+            switch_service(
+                pass,
+                &mut service_actions,
+                preview,
+                observed.as_deref(),
+                &new_hash,
+            );
+        }
+    }
+
+    // Sizes.
+    let mut targets = Vec::new();
+    let new_to = if promoted {
+        ctx.replicas
+    } else if aborted {
+        let serving = new_is_active || active_target.as_deref() == Some(new_hash.as_str());
+        aborted_preview_size(ctx, pass, new_rs, serving)
+    } else {
+        preview_size
+    };
+    targets.push(Target {
+        rs: new_rs,
+        to: new_to,
+    });
+    if !aborted && new_rs.scale_down_deadline.is_some() {
+        // A retried, promoted or rolled-back ReplicaSet is no longer on its way out.
+        pass.actions.push(Action::AnnotateReplicaSet {
+            name: new_rs.name.clone(),
+            key: SCALE_DOWN_DEADLINE_ANNOTATION.to_owned(),
+            value: None,
+        });
+    }
+    let mut delayed: Vec<&ReplicaSetView> = Vec::new();
+    let mut others: Vec<&ReplicaSetView> = live
+        .iter()
+        .filter(|rs| rs.name != new_rs.name)
+        .copied()
+        .collect();
+    others.sort_by_key(|rs| std::cmp::Reverse(rs.revision.unwrap_or(0)));
+    for rs in others {
+        let hash = rs.pod_template_hash.as_deref();
+        let serving = hash.is_some()
+            && (hash == observed_active.as_deref() || hash == active_target.as_deref());
+        let is_stable = !promoted && stable_rs.is_some_and(|s| s.name == rs.name);
+        if is_stable {
+            // The way back stays at full size until the update is promoted.
+            if rs.spec_replicas < ctx.replicas {
+                targets.push(Target {
+                    rs,
+                    to: ctx.replicas,
+                });
+            }
+            continue;
+        }
+        if serving || rs.spec_replicas == 0 {
+            continue;
+        }
+        let delay = i64::from(ctx.strategy.scale_down_delay_seconds().max(0));
+        match rs.scale_down_deadline {
+            None if delay > 0 => {
+                let deadline = after(ctx.now, delay);
+                annotate_deadline(pass, rs, deadline);
+                delayed.push(rs);
+            }
+            Some(deadline) if deadline > ctx.now => {
+                pass.wake(deadline);
+                delayed.push(rs);
+            }
+            _ => targets.push(Target { rs, to: 0 }),
+        }
+    }
+    if let Some(limit) = ctx.strategy.scale_down_delay_revision_limit {
+        // Only the newest `limit` previous ReplicaSets may wait out their delay.
+        let keep = usize::try_from(limit.max(0)).unwrap_or(0);
+        for rs in delayed.into_iter().skip(keep) {
+            targets.push(Target { rs, to: 0 });
+        }
+    }
+    if manual_pause {
+        // A manual pause halts the update; only a promoted ReplicaSet follows `replicas`.
+        targets.retain(|t| promoted && t.rs.name == new_rs.name && t.rs.spec_replicas > 0);
+    }
+    let mut ordered: Vec<Action> = targets
+        .iter()
+        .filter(|t| t.to > t.rs.spec_replicas)
+        .map(|t| scale_action(pass, t))
+        .collect();
+    ordered.extend(service_actions);
+    let downs: Vec<&Target<'_>> = targets
+        .iter()
+        .filter(|t| t.to < t.rs.spec_replicas)
+        .collect();
+    for t in &downs {
+        ordered.push(scale_action(pass, t));
+    }
+    for t in downs
+        .iter()
+        .filter(|t| t.to == 0 && t.rs.scale_down_deadline.is_some())
+    {
+        ordered.push(Action::AnnotateReplicaSet {
+            name: t.rs.name.clone(),
+            key: SCALE_DOWN_DEADLINE_ANNOTATION.to_owned(),
+            value: None,
+        });
+    }
+    // Deadline annotations were pushed before; keep them ahead of the rest.
+    pass.actions.extend(ordered);
+    collect_garbage(ctx, pass, live, new_rs, stable_rs);
+}
+
+/// Size of the aborted preview ReplicaSet: kept while it serves and then for
+/// `abortScaleDownDelaySeconds` (forever with 0), then none.
+fn aborted_preview_size(ctx: &Ctx<'_>, pass: &mut Pass, rs: &ReplicaSetView, serving: bool) -> i32 {
+    if serving || rs.spec_replicas == 0 {
+        return rs.spec_replicas;
+    }
+    match ctx.strategy.abort_scale_down() {
+        AbortScaleDown::Never => rs.spec_replicas,
+        AbortScaleDown::AfterSeconds(seconds) if seconds <= 0 => 0,
+        AbortScaleDown::AfterSeconds(seconds) => match rs.scale_down_deadline {
+            None => {
+                annotate_deadline(pass, rs, after(ctx.now, i64::from(seconds)));
+                pass.waiting = true;
+                rs.spec_replicas
+            }
+            Some(deadline) if deadline > ctx.now => {
+                pass.wake(deadline);
+                pass.waiting = true;
+                rs.spec_replicas
+            }
+            Some(_) => 0,
+        },
+    }
+}
+
+fn annotate_deadline(pass: &mut Pass, rs: &ReplicaSetView, deadline: Timestamp) {
+    pass.actions.push(Action::AnnotateReplicaSet {
+        name: rs.name.clone(),
+        key: SCALE_DOWN_DEADLINE_ANNOTATION.to_owned(),
+        value: Some(deadline.to_string()),
+    });
+    pass.wake(deadline);
+}
+
+fn switch_service(
+    pass: &mut Pass,
+    actions: &mut Vec<Action>,
+    service: &str,
+    from: Option<&str>,
+    to: &str,
+) {
+    actions.push(Action::PointService {
+        service: service.to_owned(),
+        pod_template_hash: to.to_owned(),
+    });
+    pass.events.push(RolloutEvent::normal(
+        "SwitchService",
+        format!(
+            "Switched selector for service '{service}' from '{}' to '{to}'",
+            from.unwrap_or_default()
+        ),
+    ));
+}
+
+/// The new ReplicaSet took the active service and passed verification: it is stable.
+fn promote(pass: &mut Pass, new_hash: &str, revision: i64, promote_full: bool) {
+    let st = &mut pass.status;
+    st.stable_rs = Some(new_hash.to_owned());
+    st.promote_full = None;
+    st.pause_conditions = None;
+    st.controller_pause = None;
+    let why = if promote_full {
+        "Full promotion requested"
+    } else {
+        "Completed blue-green update"
+    };
+    pass.events.push(RolloutEvent::normal(
+        "RolloutCompleted",
+        format!("Rollout completed update to revision {revision} ({new_hash}): {why}"),
+    ));
+}
+
+fn scale_action(pass: &mut Pass, t: &Target<'_>) -> Action {
+    let direction = if t.to > t.rs.spec_replicas {
+        "up"
+    } else {
+        "down"
+    };
+    pass.events.push(RolloutEvent::normal(
+        "ScalingReplicaSet",
+        format!(
+            "Scaled {direction} ReplicaSet {} (revision {}) from {} to {}",
+            t.rs.name,
+            t.rs.revision.unwrap_or(0),
+            t.rs.spec_replicas,
+            t.to
+        ),
+    ));
+    Action::ScaleReplicaSet {
+        name: t.rs.name.clone(),
+        from: t.rs.spec_replicas,
+        to: t.to,
+    }
+}
+
+/// Deletes the oldest fully scaled-down ReplicaSets beyond `revisionHistoryLimit`.
+fn collect_garbage(
+    ctx: &Ctx<'_>,
+    pass: &mut Pass,
+    live: &[&ReplicaSetView],
+    new_rs: &ReplicaSetView,
+    stable_rs: Option<&ReplicaSetView>,
+) {
+    let touched = |name: &str| {
+        pass.actions.iter().any(|a| match a {
+            Action::ScaleReplicaSet { name: n, .. }
+            | Action::AnnotateReplicaSet { name: n, .. } => n == name,
+            _ => false,
+        })
+    };
+    let mut idle: Vec<&ReplicaSetView> = live
+        .iter()
+        .filter(|rs| rs.name != new_rs.name && stable_rs.is_none_or(|s| s.name != rs.name))
+        .filter(|rs| rs.spec_replicas == 0 && rs.replicas == 0 && rs.scale_down_deadline.is_none())
+        .filter(|rs| !touched(&rs.name))
+        .copied()
+        .collect();
+    let limit = usize::try_from(ctx.spec.revision_history_limit().max(0)).unwrap_or(0);
+    if idle.len() <= limit {
+        return;
+    }
+    idle.sort_by_key(|rs| rs.revision.unwrap_or(0));
+    let excess = idle.len() - limit;
+    for rs in idle.into_iter().take(excess) {
+        pass.actions.push(Action::DeleteReplicaSet {
+            name: rs.name.clone(),
+        });
+    }
+}

@@ -1,0 +1,280 @@
+//! The status written at the end of a blue-green pass: selectors, counts of the active
+//! ReplicaSet (research doc §2.1), the conditions (§2.3) and phase and message (§2.2 rule 8).
+
+use super::{Ctx, Pass, after};
+use crate::conditions::{self, reason};
+use crate::plan::{Action, RolloutEvent};
+use crate::snapshot::{POD_TEMPLATE_HASH_LABEL, ReplicaSetView};
+use ramp_api::rollout::{RolloutSpec, RolloutStatus, condition_type};
+
+/// Messages of §2.2 rule 8, which a more precise reason to wait may replace (the earlier rules'
+/// messages about pods are kept as upstream writes them).
+const CUTOVER_MESSAGES: [&str; 3] = [
+    "active service cutover pending",
+    "waiting for analysis to complete",
+    "waiting for post-promotion verification to complete",
+];
+
+/// Phase and message from spec and status; `waiting` says what a progressing update waits on.
+pub(super) fn set_phase(spec: &RolloutSpec, status: &mut RolloutStatus, waiting: Option<&str>) {
+    let (phase, mut message) = conditions::compute_phase(spec, status);
+    if let Some(waiting) = waiting.filter(|_| {
+        phase == ramp_api::rollout::phase::PROGRESSING
+            && CUTOVER_MESSAGES.contains(&message.as_str())
+    }) {
+        message = waiting.to_owned();
+    }
+    status.phase = Some(phase.to_owned());
+    status.message = Some(message);
+}
+
+/// The hash a service selects once this pass's actions ran.
+fn selector_after(ctx: &Ctx<'_>, pass: &Pass, service: Option<&str>) -> Option<String> {
+    let service = service?;
+    pass.actions
+        .iter()
+        .rev()
+        .find_map(|a| match a {
+            Action::PointService {
+                service: s,
+                pod_template_hash,
+            } if s == service => Some(pod_template_hash.clone()),
+            _ => None,
+        })
+        .or_else(|| ctx.observed_selector(Some(service)))
+}
+
+/// The scale subresource's selector: only the active pods, so an HPA measures those.
+fn selector_string(spec: &RolloutSpec, active: Option<&str>) -> Option<String> {
+    let labels = spec.selector.as_ref()?.match_labels.as_ref()?;
+    let mut parts: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != POD_TEMPLATE_HASH_LABEL)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if let Some(active) = active {
+        parts.push(format!("{POD_TEMPLATE_HASH_LABEL}={active}"));
+    }
+    Some(parts.join(","))
+}
+
+pub(super) fn finish(
+    ctx: &Ctx<'_>,
+    pass: &mut Pass,
+    old: &RolloutStatus,
+    new_rs: Option<&ReplicaSetView>,
+    live: &[&ReplicaSetView],
+) {
+    let now = ctx.now;
+    let active = selector_after(ctx, pass, Some(ctx.strategy.active_service.as_str()));
+    let preview_service = ctx
+        .strategy
+        .preview_service
+        .as_deref()
+        .filter(|s| !s.is_empty());
+    let preview = selector_after(ctx, pass, preview_service);
+    let bg = pass.blue_green();
+    bg.active_selector = active.clone();
+    bg.preview_selector = preview.clone();
+    let active_rs = live
+        .iter()
+        .find(|rs| active.is_some() && rs.pod_template_hash == active)
+        .copied();
+    let st = &mut pass.status;
+    let total: i32 = live.iter().map(|rs| rs.replicas).sum();
+    st.replicas = Some(total);
+    st.updated_replicas = Some(new_rs.map_or(0, |rs| rs.replicas));
+    match active_rs {
+        Some(rs) => {
+            st.ready_replicas = Some(rs.ready_replicas);
+            st.available_replicas = Some(rs.available_replicas);
+            st.hpa_replicas = Some(rs.replicas);
+        }
+        None => {
+            st.ready_replicas = Some(live.iter().map(|rs| rs.ready_replicas).sum());
+            st.available_replicas = Some(live.iter().map(|rs| rs.available_replicas).sum());
+            st.hpa_replicas = Some(total);
+        }
+    }
+    st.selector = selector_string(ctx.spec, active.as_deref());
+
+    let current = st.current_pod_hash.clone();
+    let rs_name = new_rs.map_or_else(String::new, |rs| rs.name.clone());
+    let promoted = st.stable_rs.is_some() && st.stable_rs == current;
+    let switched = active.is_some() && active == current;
+    let updated = st.updated_replicas.unwrap_or(0);
+    let available = st.available_replicas.unwrap_or(0);
+    let fully_available =
+        promoted && switched && updated >= ctx.replicas && available >= ctx.replicas;
+    let paused = ctx.spec.is_paused() || st.has_pause_conditions();
+    let selectors_changed = old
+        .blue_green
+        .as_ref()
+        .map(|b| (&b.active_selector, &b.preview_selector))
+        != st
+            .blue_green
+            .as_ref()
+            .map(|b| (&b.active_selector, &b.preview_selector));
+
+    if new_rs.is_some() && !pass.progress_decided && !st.is_aborted() {
+        let grew = |new: Option<i32>, old: Option<i32>| new.unwrap_or(0) > old.unwrap_or(0);
+        let progressed = grew(st.updated_replicas, old.updated_replicas)
+            || grew(st.ready_replicas, old.ready_replicas)
+            || grew(st.available_replicas, old.available_replicas)
+            || st.replicas.unwrap_or(0) < old.replicas.unwrap_or(0)
+            || st.stable_rs != old.stable_rs
+            || selectors_changed;
+        if fully_available {
+            conditions::set_condition(
+                st,
+                condition_type::PROGRESSING,
+                Some(true),
+                reason::NEW_REPLICA_SET_AVAILABLE,
+                &format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+                now,
+            );
+        } else if st.condition(condition_type::PROGRESSING).is_none() {
+            conditions::set_condition(
+                st,
+                condition_type::PROGRESSING,
+                Some(true),
+                reason::FOUND_NEW_REPLICA_SET,
+                &format!("Found new replica set \"{rs_name}\""),
+                now,
+            );
+        } else if progressed {
+            conditions::refresh_condition(
+                st,
+                condition_type::PROGRESSING,
+                Some(true),
+                reason::REPLICA_SET_UPDATED,
+                &format!("ReplicaSet \"{rs_name}\" is progressing."),
+                now,
+            );
+        } else if !paused && !pass.waiting {
+            let current = st.condition(condition_type::PROGRESSING).cloned();
+            if let Some(current) =
+                current.filter(|c| c.reason != reason::PROGRESS_DEADLINE_EXCEEDED)
+            {
+                let seconds = i64::from(ctx.spec.progress_deadline_seconds());
+                let deadline = after(current.last_update_time.0, seconds);
+                if now >= deadline {
+                    let message = format!("ReplicaSet \"{rs_name}\" has timed out progressing.");
+                    conditions::set_condition(
+                        st,
+                        condition_type::PROGRESSING,
+                        Some(false),
+                        reason::PROGRESS_DEADLINE_EXCEEDED,
+                        &message,
+                        now,
+                    );
+                    pass.events.push(RolloutEvent::warning(
+                        reason::PROGRESS_DEADLINE_EXCEEDED,
+                        message,
+                    ));
+                    if ctx.spec.progress_deadline_abort() && !promoted {
+                        st.abort = Some(true);
+                    }
+                } else {
+                    pass.wake(deadline);
+                }
+            }
+        }
+    }
+
+    let st = &mut pass.status;
+    let saturated = active_rs.is_some_and(|rs| rs.available_replicas >= ctx.replicas);
+    let (ok, message) = if saturated {
+        (true, "Rollout has minimum availability")
+    } else {
+        (false, "Rollout does not have minimum availability")
+    };
+    conditions::set_condition(
+        st,
+        condition_type::AVAILABLE,
+        Some(ok),
+        reason::AVAILABLE,
+        message,
+        now,
+    );
+
+    let revision = new_rs.and_then(|rs| rs.revision).unwrap_or(0);
+    let hash = current.clone().unwrap_or_default();
+    let was_completed = old
+        .condition(condition_type::COMPLETED)
+        .map(|c| c.status == "True");
+    if promoted {
+        conditions::set_condition(
+            st,
+            condition_type::COMPLETED,
+            Some(true),
+            reason::ROLLOUT_COMPLETED,
+            &format!("Rollout completed update to revision {revision} ({hash})"),
+            now,
+        );
+    } else {
+        let message =
+            format!("Rollout not completed, started update to revision {revision} ({hash})");
+        conditions::set_condition(
+            st,
+            condition_type::COMPLETED,
+            Some(false),
+            reason::ROLLOUT_COMPLETED,
+            &message,
+            now,
+        );
+        if was_completed == Some(true)
+            && !pass
+                .events
+                .iter()
+                .any(|e| e.reason == "RolloutNotCompleted")
+        {
+            pass.events
+                .push(RolloutEvent::normal("RolloutNotCompleted", message));
+        }
+    }
+
+    let preview_ok = preview_service.is_none() || preview == current;
+    let healthy = !paused
+        && promoted
+        && switched
+        && preview_ok
+        && updated == ctx.replicas
+        && available >= ctx.replicas;
+    if healthy || st.condition(condition_type::HEALTHY).is_some() {
+        let message = if healthy {
+            "Rollout is healthy"
+        } else {
+            "Rollout is not healthy"
+        };
+        conditions::set_condition(
+            st,
+            condition_type::HEALTHY,
+            Some(healthy),
+            reason::ROLLOUT_HEALTHY,
+            message,
+            now,
+        );
+    }
+    if paused {
+        conditions::set_condition(
+            st,
+            condition_type::PAUSED,
+            Some(true),
+            reason::ROLLOUT_PAUSED,
+            "Rollout is paused",
+            now,
+        );
+    } else if st.condition(condition_type::PAUSED).is_some() {
+        conditions::set_condition(
+            st,
+            condition_type::PAUSED,
+            Some(false),
+            reason::ROLLOUT_PAUSED,
+            "Rollout is resumed",
+            now,
+        );
+    }
+    let waiting = pass.waiting_message.clone();
+    set_phase(ctx.spec, &mut pass.status, waiting.as_deref());
+}
