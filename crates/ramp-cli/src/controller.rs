@@ -43,6 +43,7 @@ pub fn run(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
             instance: args.instance.clone(),
             ..ControllerConfig::default()
         };
+        ensure_rollouts_served(&client).await?;
         tracing::info!("ramp controller starting");
         ramp_controller::rollout::run(client, config, shutdown_signal()).await;
         tracing::info!("ramp controller stopped");
@@ -89,6 +90,23 @@ pub async fn client(
             .context("no kubeconfig (KUBECONFIG, ~/.kube/config) and not running in a cluster")?,
     };
     kube::Client::try_from(config).context("cannot build a Kubernetes client")
+}
+
+/// Refuses to start against a cluster without the Rollout CRD: the controller would only log
+/// watch errors, and the fix (installing the CRDs) is better said once and clearly.
+async fn ensure_rollouts_served(client: &kube::Client) -> anyhow::Result<()> {
+    let served = client
+        .list_api_group_resources("argoproj.io/v1alpha1")
+        .await
+        .map(|list| list.resources.iter().any(|r| r.name == "rollouts"))
+        .unwrap_or(false);
+    if !served {
+        anyhow::bail!(
+            "the cluster does not serve argoproj.io/v1alpha1 rollouts; install the CRDs first: \
+             ramp crds | kubectl apply --server-side -f -"
+        );
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -229,7 +229,7 @@ impl LiveView {
             .await
             .context("cannot list ReplicaSets")?
             .items;
-        sets.sort_by_key(|rs| revision(rs));
+        sets.sort_by_key(revision);
         let pods: Vec<String> = sets
             .iter()
             .filter(|rs| {

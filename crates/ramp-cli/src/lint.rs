@@ -513,6 +513,9 @@ fn check_document(
         }),
         "AnalysisTemplate" => typed::<AnalysisTemplate>(&document.value, |template| {
             let mut found = validation::validate_analysis_template(template);
+            found.extend(condition_problems(
+                template.spec.metrics.as_deref().unwrap_or_default(),
+            ));
             found.extend(validation::check_template_includes(
                 template.metadata.namespace.as_deref(),
                 &template.spec,
@@ -523,6 +526,9 @@ fn check_document(
         "ClusterAnalysisTemplate" => {
             typed::<ClusterAnalysisTemplate>(&document.value, |template| {
                 let mut found = validation::validate_cluster_analysis_template(template);
+                found.extend(condition_problems(
+                    template.spec.metrics.as_deref().unwrap_or_default(),
+                ));
                 found.extend(validation::check_template_includes(
                     None,
                     &template.spec,
@@ -531,7 +537,11 @@ fn check_document(
                 found
             })
         }
-        "AnalysisRun" => typed::<AnalysisRun>(&document.value, validation::validate_analysis_run),
+        "AnalysisRun" => typed::<AnalysisRun>(&document.value, |run| {
+            let mut found = validation::validate_analysis_run(run);
+            found.extend(condition_problems(&run.spec.metrics));
+            found
+        }),
         "Experiment" => typed::<Experiment>(&document.value, |experiment| {
             let mut found = validation::validate_experiment(experiment);
             found.extend(validation::check_experiment_references(experiment, catalog));
@@ -545,6 +555,22 @@ fn check_document(
             .map(|feature_use| Problem::warning(&feature_use.field, feature_use.message())),
     );
     problems
+}
+
+/// Success and failure conditions that the expression engine cannot compile: caught here, they
+/// would otherwise only surface as Error measurements in the middle of a release.
+fn condition_problems(metrics: &[ramp_api::analysis::Metric]) -> Vec<Problem> {
+    metrics
+        .iter()
+        .enumerate()
+        .flat_map(|(index, metric)| {
+            ramp_core::analysis::condition::check_metric_conditions(metric)
+                .into_iter()
+                .map(move |(field, err)| {
+                    Problem::error(format!("spec.metrics[{index}].{field}"), err.to_string())
+                })
+        })
+        .collect()
 }
 
 /// Deserializes `value` as `T` and validates it; a value that does not have `T`'s shape gives

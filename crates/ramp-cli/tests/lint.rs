@@ -72,6 +72,7 @@ const ALB_WARNING: &str = "warning: rollout.yaml: Rollout default/alb-canary: sp
 const TEMPLATE_FINDINGS: &[&str] = &[
     r#"error: templates.yaml: AnalysisTemplate default/bad-metrics: spec.metrics[0].interval: "fast" is not a duration: a number must precede each unit"#,
     r#"error: templates.yaml: AnalysisTemplate default/bad-metrics: spec.metrics[1].name: duplicate metric name "errors": metric names must be unique"#,
+    r#"error: templates.yaml: AnalysisTemplate default/bad-metrics: spec.metrics[0].successCondition: invalid expression "result[0] >=": --> 1:13 | 1 | result[0] >= | ^--- | = expected conditional_if, negation_op, sign_op, value, array, map, or ident"#,
     "warning: templates.yaml: AnalysisTemplate default/bad-metrics: spec.metrics[1].provider.datadog: the Datadog metric provider is not implemented by Ramp yet",
 ];
 
@@ -103,7 +104,7 @@ fn every_error_kind_is_reported_precisely_and_exits_1() {
     assert_eq!(outcome.code, Some(1), "stderr: {}", outcome.stderr);
     assert_eq!(
         outcome.stderr,
-        "18 error(s), 2 warning(s), 0 unreadable input(s) in 11 document(s) from 2 file(s)\n"
+        "19 error(s), 2 warning(s), 0 unreadable input(s) in 11 document(s) from 2 file(s)\n"
     );
 }
 
@@ -140,7 +141,7 @@ fn json_output_lists_findings_for_ci() {
     assert_eq!(outcome.code, Some(1));
     let report: Value = serde_json::from_str(&outcome.stdout).expect("stdout is JSON");
     let findings = report["findings"].as_array().expect("findings is a list");
-    assert_eq!(findings.len(), 20);
+    assert_eq!(findings.len(), 21);
     assert_eq!(
         findings[3],
         serde_json::json!({
@@ -161,7 +162,7 @@ fn json_output_lists_findings_for_ci() {
     assert_eq!(report["unreadable"], serde_json::json!([]));
     assert_eq!(
         report["summary"],
-        serde_json::json!({"files": 2, "documents": 11, "errors": 18, "warnings": 2, "unreadable": 0})
+        serde_json::json!({"files": 2, "documents": 11, "errors": 19, "warnings": 2, "unreadable": 0})
     );
 }
 

@@ -2,6 +2,7 @@
 //! `ramp-core`'s plans, and the traffic routers that make a `TrafficIntent` true.
 #![forbid(unsafe_code)]
 
+pub mod analysis_run;
 pub mod context;
 pub mod error;
 pub mod executor;

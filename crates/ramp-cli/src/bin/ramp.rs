@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ramp", version, about = "Progressive delivery for Kubernetes, compatible with Argo Rollouts")]
+#[command(
+    name = "ramp",
+    version,
+    about = "Progressive delivery for Kubernetes, compatible with Argo Rollouts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

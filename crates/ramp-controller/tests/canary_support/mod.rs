@@ -297,10 +297,12 @@ pub fn controller_writes(sim: &SimHandle, checkpoint: usize) -> Vec<LoggedReques
         .into_iter()
         .filter(|w| w.succeeded())
         .filter(|w| {
-            !matches!(
+            let simulator_write = matches!(
                 w.resource.as_str(),
                 "pods" | "events" | "leases" | "endpoints"
-            ) && !(w.resource == "replicasets" && w.subresource.as_deref() == Some("status"))
+            ) || (w.resource == "replicasets"
+                && w.subresource.as_deref() == Some("status"));
+            !simulator_write
         })
         .collect()
 }
@@ -447,6 +449,6 @@ pub fn log_until(
         .into_iter()
         .filter(|w| w.succeeded())
         .collect();
-    let end = all.iter().position(|w| pred(w)).unwrap_or(all.len());
+    let end = all.iter().position(pred).unwrap_or(all.len());
     all[..end].to_vec()
 }
