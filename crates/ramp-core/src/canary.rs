@@ -11,10 +11,9 @@ use crate::replicas::{
     desired_scale, traffic_routed_counts, traffic_weight_to_replicas,
 };
 use crate::snapshot::{
-    POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION,
-    Snapshot,
+    REVISION_ANNOTATION, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot,
 };
-use crate::world::settle;
+use crate::world::{create_new_replica_set, settle};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use ramp_api::rollout::{CanaryStep, CanaryStrategy, RolloutSpec, RolloutStatus, condition_type};
 
@@ -195,41 +194,15 @@ fn plan_pass(snap: &Snapshot) -> Pass {
         .unwrap_or(max_revision + 1);
     steps::observe_revision(&ctx, &mut pass, new_rs, stable_rs, &new_hash, revision);
     let Some(new_rs) = new_rs else {
-        let name = format!("{}-{new_hash}", ctx.name);
-        let mut template = template.clone();
-        template
-            .metadata
-            .get_or_insert_with(Default::default)
-            .labels
-            .get_or_insert_with(Default::default)
-            .insert(POD_TEMPLATE_HASH_LABEL.to_owned(), new_hash.clone());
-        pass.actions.push(Action::CreateReplicaSet {
-            name: name.clone(),
-            pod_template_hash: new_hash.clone(),
+        create_new_replica_set(
+            &ctx.name,
+            template,
+            &new_hash,
             revision,
-            replicas: 0,
-            template: Box::new(template),
-        });
-        // Upstream reports the creation right after "RolloutUpdated".
-        let at = pass
-            .events
-            .iter()
-            .position(|e| e.reason == "RolloutUpdated")
-            .map_or(pass.events.len(), |i| i + 1);
-        pass.events.insert(
-            at,
-            RolloutEvent::normal(
-                "NewReplicaSetCreated",
-                format!("Created ReplicaSet {name} (revision {revision})"),
-            ),
-        );
-        conditions::set_condition(
-            &mut pass.status,
-            condition_type::PROGRESSING,
-            Some(true),
-            reason::NEW_REPLICA_SET_CREATED,
-            &format!("Created new replica set \"{name}\""),
             ctx.now,
+            &mut pass.actions,
+            &mut pass.events,
+            &mut pass.status,
         );
         status::finish(&ctx, &mut pass, &old, None, &live);
         return pass;

@@ -2,11 +2,14 @@
 //! or stopped: what `plan_rollout` iterates on to reach a fixed point, and what simulators
 //! build on (they then move pod counts toward the new specs).
 
-use crate::plan::{Action, RolloutPlan};
+use crate::plan::{Action, RolloutEvent, RolloutPlan};
 use crate::snapshot::{
     POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION,
     ServiceView, Snapshot,
 };
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::jiff::Timestamp;
+use ramp_api::rollout::RolloutStatus;
 
 /// `snapshot` after every action of `plan` succeeded and its status was written. Pod counts
 /// (`replicas`, `ready`, `available`) do not move: only the cluster's controllers do that.
@@ -114,4 +117,54 @@ pub(crate) fn settle(
         }
     }
     plan
+}
+
+/// Starts a new revision: the action creating `<rollout>-<hash>` at zero replicas, the
+/// `NewReplicaSetCreated` event (upstream reports it right after "RolloutUpdated") and the
+/// Progressing condition that says so. Shared by both strategies.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn create_new_replica_set(
+    rollout_name: &str,
+    template: &PodTemplateSpec,
+    hash: &str,
+    revision: i64,
+    now: Timestamp,
+    actions: &mut Vec<Action>,
+    events: &mut Vec<RolloutEvent>,
+    status: &mut RolloutStatus,
+) {
+    let name = format!("{rollout_name}-{hash}");
+    let mut template = template.clone();
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(POD_TEMPLATE_HASH_LABEL.to_owned(), hash.to_owned());
+    actions.push(Action::CreateReplicaSet {
+        name: name.clone(),
+        pod_template_hash: hash.to_owned(),
+        revision,
+        replicas: 0,
+        template: Box::new(template),
+    });
+    let at = events
+        .iter()
+        .position(|e| e.reason == "RolloutUpdated")
+        .map_or(events.len(), |i| i + 1);
+    events.insert(
+        at,
+        RolloutEvent::normal(
+            "NewReplicaSetCreated",
+            format!("Created ReplicaSet {name} (revision {revision})"),
+        ),
+    );
+    crate::conditions::set_condition(
+        status,
+        ramp_api::rollout::condition_type::PROGRESSING,
+        Some(true),
+        crate::conditions::reason::NEW_REPLICA_SET_CREATED,
+        &format!("Created new replica set \"{name}\""),
+        now,
+    );
 }

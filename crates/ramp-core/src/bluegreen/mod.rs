@@ -7,10 +7,10 @@ use crate::hash::{pod_template_hash, same_pod_template};
 use crate::plan::{Action, RolloutEvent, RolloutPlan};
 use crate::preflight;
 use crate::snapshot::{
-    AnalysisRunKind, AnalysisRunSummary, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
-    ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot,
+    AnalysisRunKind, AnalysisRunSummary, REVISION_ANNOTATION, ReplicaSetView,
+    SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot,
 };
-use crate::world::settle;
+use crate::world::{create_new_replica_set, settle};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use ramp_api::rollout::{
@@ -219,40 +219,15 @@ fn plan_pass(snap: &Snapshot) -> Pass {
         .unwrap_or(max_revision + 1);
     observe_revision(&ctx, &mut pass, new_rs, &live, &new_hash, revision);
     let Some(new_rs) = new_rs else {
-        let name = format!("{}-{new_hash}", ctx.name);
-        let mut template = template.clone();
-        template
-            .metadata
-            .get_or_insert_with(Default::default)
-            .labels
-            .get_or_insert_with(Default::default)
-            .insert(POD_TEMPLATE_HASH_LABEL.to_owned(), new_hash.clone());
-        pass.actions.push(Action::CreateReplicaSet {
-            name: name.clone(),
-            pod_template_hash: new_hash.clone(),
+        create_new_replica_set(
+            &ctx.name,
+            template,
+            &new_hash,
             revision,
-            replicas: 0,
-            template: Box::new(template),
-        });
-        let at = pass
-            .events
-            .iter()
-            .position(|e| e.reason == "RolloutUpdated")
-            .map_or(pass.events.len(), |i| i + 1);
-        pass.events.insert(
-            at,
-            RolloutEvent::normal(
-                "NewReplicaSetCreated",
-                format!("Created ReplicaSet {name} (revision {revision})"),
-            ),
-        );
-        conditions::set_condition(
-            &mut pass.status,
-            condition_type::PROGRESSING,
-            Some(true),
-            reason::NEW_REPLICA_SET_CREATED,
-            &format!("Created new replica set \"{name}\""),
             ctx.now,
+            &mut pass.actions,
+            &mut pass.events,
+            &mut pass.status,
         );
         pass.progress_decided = true;
         status::finish(&ctx, &mut pass, &old, None, &live);
