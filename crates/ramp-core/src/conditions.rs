@@ -170,3 +170,42 @@ pub fn compute_phase(spec: &RolloutSpec, status: &RolloutStatus) -> (&'static st
     }
     (phase::HEALTHY, String::new())
 }
+
+/// The `Healthy` condition (created once first reached, then flipped) and the `Paused`
+/// condition that mirrors any pause, as both strategies report them.
+pub fn set_healthy_and_paused(st: &mut RolloutStatus, healthy: bool, paused: bool, now: Timestamp) {
+    if healthy || st.condition(condition_type::HEALTHY).is_some() {
+        let message = if healthy {
+            "Rollout is healthy"
+        } else {
+            "Rollout is not healthy"
+        };
+        set_condition(
+            st,
+            condition_type::HEALTHY,
+            Some(healthy),
+            reason::ROLLOUT_HEALTHY,
+            message,
+            now,
+        );
+    }
+    if paused {
+        set_condition(
+            st,
+            condition_type::PAUSED,
+            Some(true),
+            reason::ROLLOUT_PAUSED,
+            "Rollout is paused",
+            now,
+        );
+    } else if st.condition(condition_type::PAUSED).is_some() {
+        set_condition(
+            st,
+            condition_type::PAUSED,
+            Some(false),
+            reason::ROLLOUT_PAUSED,
+            "Rollout is resumed",
+            now,
+        );
+    }
+}

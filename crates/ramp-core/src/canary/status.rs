@@ -196,40 +196,7 @@ pub(super) fn finish(
         && updated == ctx.replicas
         && available >= ctx.replicas
         && st.replicas == st.updated_replicas;
-    if healthy || st.condition(condition_type::HEALTHY).is_some() {
-        let message = if healthy {
-            "Rollout is healthy"
-        } else {
-            "Rollout is not healthy"
-        };
-        conditions::set_condition(
-            st,
-            condition_type::HEALTHY,
-            Some(healthy),
-            reason::ROLLOUT_HEALTHY,
-            message,
-            now,
-        );
-    }
-    if paused {
-        conditions::set_condition(
-            st,
-            condition_type::PAUSED,
-            Some(true),
-            reason::ROLLOUT_PAUSED,
-            "Rollout is paused",
-            now,
-        );
-    } else if st.condition(condition_type::PAUSED).is_some() {
-        conditions::set_condition(
-            st,
-            condition_type::PAUSED,
-            Some(false),
-            reason::ROLLOUT_PAUSED,
-            "Rollout is resumed",
-            now,
-        );
-    }
+    conditions::set_healthy_and_paused(st, healthy, paused, now);
     let waiting = pass.waiting_message.clone();
     set_phase(ctx.spec, &mut pass.status, waiting.as_deref());
 }
