@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod apimachinery;
+pub mod prometheus;
 pub mod traffic;
 pub mod workloads;
 

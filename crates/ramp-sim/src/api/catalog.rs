@@ -152,6 +152,7 @@ const BUILTINS: &[Builtin] = &[
     Builtin { group: "apps", version: "v1", plural: "deployments", kind: "Deployment", namespaced: true, short_names: &["deploy"], categories: &["all"], status: true, scale: true, has_generation: true },
     Builtin { group: "batch", version: "v1", plural: "jobs", kind: "Job", namespaced: true, short_names: &[], categories: &["all"], status: true, scale: false, has_generation: true },
     Builtin { group: "networking.k8s.io", version: "v1", plural: "ingresses", kind: "Ingress", namespaced: true, short_names: &["ing"], categories: &[], status: true, scale: false, has_generation: true },
+    Builtin { group: "policy", version: "v1", plural: "poddisruptionbudgets", kind: "PodDisruptionBudget", namespaced: true, short_names: &["pdb"], categories: &[], status: true, scale: false, has_generation: true },
     Builtin { group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease", namespaced: true, short_names: &[], categories: &[], status: false, scale: false, has_generation: false },
     Builtin { group: "autoscaling", version: "v2", plural: "horizontalpodautoscalers", kind: "HorizontalPodAutoscaler", namespaced: true, short_names: &["hpa"], categories: &["all"], status: true, scale: false, has_generation: true },
     Builtin { group: "rbac.authorization.k8s.io", version: "v1", plural: "roles", kind: "Role", namespaced: true, short_names: &[], categories: &[], status: false, scale: false, has_generation: false },

@@ -80,6 +80,12 @@ pub fn resource_list(catalog: &Catalog, group: &str, version: &str) -> Option<Va
                 "kind": def.kind, "verbs": ["get", "patch", "update"],
             }));
         }
+        if def.group.is_empty() && def.plural == "pods" {
+            resources.push(json!({
+                "name": "pods/eviction", "singularName": "", "namespaced": true,
+                "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"],
+            }));
+        }
         if v.scale.is_some() {
             resources.push(json!({
                 "name": format!("{}/scale", def.plural), "singularName": "", "namespaced": def.namespaced,

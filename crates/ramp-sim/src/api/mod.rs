@@ -6,6 +6,7 @@ mod admission;
 pub mod catalog;
 mod deletion;
 mod discovery;
+mod eviction;
 pub mod faults;
 mod gc;
 mod objects;

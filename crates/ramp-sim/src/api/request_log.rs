@@ -1,5 +1,7 @@
 //! The request log: every mutating request the API server answered, in arrival order, so tests
-//! can assert the exact writes a controller made.
+//! can assert the exact writes a controller made. A request takes its place when it arrives and
+//! is filled in once answered, so a write caused by another one's effect (a pod the ReplicaSet
+//! simulator creates after an eviction) is always logged after it.
 
 use super::faults::Verb;
 use serde_json::Value;
@@ -51,12 +53,17 @@ impl LoggedRequest {
 
 #[derive(Debug, Default)]
 struct Entries {
-    kept: VecDeque<LoggedRequest>,
+    /// In arrival order; `None` while the request is still being answered.
+    kept: VecDeque<Option<LoggedRequest>>,
     /// Entries recorded before the oldest kept one (dropped by the limit or `clear`).
     dropped: usize,
     /// Most entries kept; `None` keeps everything.
     limit: Option<usize>,
 }
+
+/// A request's place in the log, taken on arrival.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LogSlot(usize);
 
 /// Shared, append-only log; clones see the same entries.
 #[derive(Clone, Debug, Default)]
@@ -75,15 +82,36 @@ impl RequestLog {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn record(&self, entry: LoggedRequest) {
+        let slot = self.reserve();
+        self.fill(slot, entry);
+    }
+
+    /// Takes the next place in the log for a request that just arrived.
+    pub(crate) fn reserve(&self) -> LogSlot {
         let mut entries = self.lock();
-        entries.kept.push_back(entry);
+        entries.kept.push_back(None);
+        let slot = LogSlot(entries.dropped + entries.kept.len() - 1);
         while entries
             .limit
             .is_some_and(|limit| entries.kept.len() > limit)
         {
             entries.kept.pop_front();
             entries.dropped += 1;
+        }
+        slot
+    }
+
+    /// Records the answered request in the place it took on arrival (unless the limit or
+    /// `clear` dropped that place meanwhile).
+    pub(crate) fn fill(&self, slot: LogSlot, entry: LoggedRequest) {
+        let mut entries = self.lock();
+        let Some(index) = slot.0.checked_sub(entries.dropped) else {
+            return;
+        };
+        if let Some(place) = entries.kept.get_mut(index) {
+            *place = Some(entry);
         }
     }
 
@@ -95,10 +123,11 @@ impl RequestLog {
 
     /// A snapshot of every entry kept so far.
     pub fn entries(&self) -> Vec<LoggedRequest> {
-        self.lock().kept.iter().cloned().collect()
+        self.lock().kept.iter().flatten().cloned().collect()
     }
 
-    /// How many entries were ever recorded: a checkpoint for [`RequestLog::since`].
+    /// How many requests ever arrived: a checkpoint for [`RequestLog::since`] (a request still
+    /// being answered counts, and is not part of what `since` returns for a later checkpoint).
     pub fn len(&self) -> usize {
         let entries = self.lock();
         entries.dropped + entries.kept.len()
@@ -119,6 +148,7 @@ impl RequestLog {
         self.lock()
             .kept
             .iter()
+            .flatten()
             .filter(|e| keep(e))
             .cloned()
             .collect()
@@ -160,6 +190,7 @@ impl RequestLog {
             .kept
             .iter()
             .skip(n.saturating_sub(entries.dropped))
+            .flatten()
             .cloned()
             .collect()
     }
@@ -203,6 +234,28 @@ mod tests {
             log.entries()[2].summary(),
             "patch rollouts default/b -> 409"
         );
+    }
+
+    #[test]
+    fn requests_keep_their_arrival_place_whenever_they_are_answered() {
+        let log = RequestLog::default();
+        let first = log.reserve();
+        let second = log.reserve();
+        let checkpoint = log.len();
+        let third = log.reserve();
+        // Answered out of order: the second, caused by the first's effect, finishes first.
+        log.fill(second, entry("b", "pods", None, 201));
+        assert_eq!(log.entries().len(), 1, "an unanswered request is not shown");
+        log.fill(third, entry("c", "pods", None, 201));
+        log.fill(first, entry("a", "pods", Some("eviction"), 201));
+        let names: Vec<_> = log.entries().into_iter().filter_map(|e| e.name).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        let after: Vec<_> = log
+            .since(checkpoint)
+            .into_iter()
+            .filter_map(|e| e.name)
+            .collect();
+        assert_eq!(after, ["c"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::gc::GcQueue;
 use super::request_log::{LoggedRequest, RequestLog};
 use super::status::{ApiError, ApiResult};
 use super::store::{ObjectName, State, Stored};
-use super::{deletion, discovery, objects, openapi, scale, table, watch};
+use super::{deletion, discovery, eviction, objects, openapi, scale, table, watch};
 use crate::apimachinery::patch::PatchType;
 use crate::apimachinery::selector::{FieldSelector, LabelSelector};
 use axum::Router;
@@ -285,6 +285,7 @@ fn route(server: &ApiServer, path: &str) -> ApiResult<Route> {
         Some("status") if version_def.status => {}
         Some("scale") if version_def.scale.is_some() => {}
         Some("finalize") if def.plural == "namespaces" && def.group.is_empty() => {}
+        Some("eviction") if def.plural == "pods" && def.group.is_empty() => {}
         Some(_) => return Err(ApiError::path_not_found(path)),
     }
     Ok(Route::Resource(Target {
@@ -298,6 +299,15 @@ fn route(server: &ApiServer, path: &str) -> ApiResult<Route> {
 
 fn verb_of(method: &Method, target: &Target, request: &ApiRequest) -> ApiResult<Verb> {
     let named = target.name.is_some();
+    if target.subresource.as_deref() == Some("eviction") {
+        // Evictions are created, never read or changed.
+        return match method.as_str() {
+            "POST" => Ok(Verb::Create),
+            m => Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({m})"
+            ))),
+        };
+    }
     Ok(match (method.as_str(), named) {
         ("GET", true) => Verb::Get,
         ("GET", false) if request.flag("watch") => Verb::Watch,
@@ -321,6 +331,7 @@ async fn handle_resource(server: Arc<ApiServer>, target: Target, request: ApiReq
         Err(err) => return err.into_response(),
     };
     let gr = target.gr();
+    let slot = verb.is_mutating().then(|| server.log.reserve());
     let (delay, fault) = server.faults.decide(verb, &gr.resource, &gr.qualified());
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -333,26 +344,29 @@ async fn handle_resource(server: Arc<ApiServer>, target: Target, request: ApiReq
         Ok((response, name)) => (response, name),
         Err(err) => (err.into_response(), None),
     };
-    if verb.is_mutating() {
-        server.log.record(LoggedRequest {
-            time: SystemTime::now(),
-            verb,
-            group: target.def.group.clone(),
-            version: target.version.clone(),
-            resource: target.def.plural.clone(),
-            namespace: target.namespace.clone(),
-            name: logged_name.or_else(|| target.name.clone()),
-            subresource: target.subresource.clone(),
-            patch_type: (verb == Verb::Patch)
-                .then(|| {
-                    PatchType::from_content_type(request.content_type())
-                        .map(|t| objects::patch_type_name(t).to_owned())
-                })
-                .flatten(),
-            field_manager: request.param("fieldManager").map(str::to_owned),
-            body: objects::decode_body(&request.body, request.content_type()).ok(),
-            code: response.status().as_u16(),
-        });
+    if let Some(slot) = slot {
+        server.log.fill(
+            slot,
+            LoggedRequest {
+                time: SystemTime::now(),
+                verb,
+                group: target.def.group.clone(),
+                version: target.version.clone(),
+                resource: target.def.plural.clone(),
+                namespace: target.namespace.clone(),
+                name: logged_name.or_else(|| target.name.clone()),
+                subresource: target.subresource.clone(),
+                patch_type: (verb == Verb::Patch)
+                    .then(|| {
+                        PatchType::from_content_type(request.content_type())
+                            .map(|t| objects::patch_type_name(t).to_owned())
+                    })
+                    .flatten(),
+                field_manager: request.param("fieldManager").map(str::to_owned),
+                body: objects::decode_body(&request.body, request.content_type()).ok(),
+                code: response.status().as_u16(),
+            },
+        );
     }
     response
 }
@@ -368,6 +382,9 @@ async fn dispatch(
         Verb::Get => get(server, target, request).map(|r| (r, None)),
         Verb::List => list(server, target, request).map(|r| (r, None)),
         Verb::Watch => watch::watch(server, target, request).map(|r| (r, None)),
+        Verb::Create if target.subresource.as_deref() == Some("eviction") => {
+            eviction::evict(server, target, request).map(|r| (r, None))
+        }
         Verb::Create => objects::create(server, target, request),
         Verb::Update => objects::update(server, target, request).map(|r| (r, None)),
         Verb::Patch => objects::patch(server, target, request).map(|r| (r, None)),

@@ -1101,6 +1101,10 @@ mod tests {
                     values,
                 }
             })
+            // The string form cannot name these keys: the real lexer reads them as operators.
+            .prop_filter("operator keywords are not keys", |r| {
+                r.key != "in" && r.key != "notin"
+            })
     }
 
     proptest! {
