@@ -7,6 +7,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
+use ramp_api::analysis::AnalysisRun;
 use ramp_api::rollout::Rollout;
 use ramp_core::TrafficIntent;
 use std::collections::HashMap;
@@ -33,6 +34,10 @@ pub struct ControllerConfig {
     pub reporter: String,
     /// `reportingInstance` of the events (the pod name in a cluster).
     pub instance: Option<String>,
+    /// The namespace and controller instance whose objects are watched.
+    pub scope: crate::ops::WatchScope,
+    /// Where reconciles, events and cached rollouts are reported.
+    pub metrics: Option<std::sync::Arc<crate::ops::metrics::Metrics>>,
 }
 
 impl Default for ControllerConfig {
@@ -46,6 +51,8 @@ impl Default for ControllerConfig {
             istio_version: IstioApiVersion::default(),
             reporter: "rollouts-controller".to_owned(),
             instance: None,
+            scope: crate::ops::WatchScope::default(),
+            metrics: None,
         }
     }
 }
@@ -59,6 +66,8 @@ pub(crate) struct RolloutMemory {
     pub rollout: Option<Rollout>,
     /// ReplicaSets as our last writes returned them, by name.
     pub replica_sets: HashMap<String, ReplicaSet>,
+    /// AnalysisRuns as our last writes returned them, by name.
+    pub analysis_runs: HashMap<String, AnalysisRun>,
     /// Reconciles failed in a row, for the backoff.
     pub failures: u32,
 }
@@ -71,6 +80,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Every ReplicaSet in the cluster, pruned of what Ramp does not read.
     pub replica_sets: Store<ReplicaSet>,
+    /// Every AnalysisRun a rollout created, pruned of its metrics and measurements.
+    pub analysis_runs: Store<AnalysisRun>,
     pub config: ControllerConfig,
     memory: Mutex<HashMap<String, RolloutMemory>>,
 }
@@ -87,9 +98,16 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             replica_sets,
+            analysis_runs: kube::runtime::reflector::store().0,
             config,
             memory: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Reads rollouts' AnalysisRuns from `store` (empty until set).
+    pub fn with_analysis_runs(mut self, store: Store<AnalysisRun>) -> Self {
+        self.analysis_runs = store;
+        self
     }
 
     /// The memory of the rollout with this uid.

@@ -7,5 +7,6 @@ pub mod context;
 pub mod error;
 pub mod executor;
 pub mod metrics;
+pub mod ops;
 pub mod rollout;
 pub mod traffic;

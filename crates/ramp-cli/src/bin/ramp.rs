@@ -16,7 +16,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the Rollout controller against the current kube configuration.
+    /// Run the Rollout and AnalysisRun controllers against the current kube configuration.
     Controller(ramp_cli::controller::ControllerArgs),
     /// Roll out two releases on an in-process emulated cluster, with a live view.
     Demo(ramp_cli::demo::DemoArgs),
@@ -24,6 +24,8 @@ enum Command {
     Crds(ramp_cli::crds::CrdsArgs),
     /// Check Rollout, AnalysisTemplate and Experiment manifests for mistakes.
     Lint(ramp_cli::lint::LintArgs),
+    /// Run an AnalysisTemplate's metrics against the live providers and print the verdict.
+    Analyze(ramp_cli::analyze::AnalyzeArgs),
     /// Run the emulated Kubernetes cluster (ramp-sim) until interrupted.
     Sim(ramp_cli::sim::SimArgs),
 }
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => ramp_cli::demo::run(&args),
         Command::Crds(args) => ramp_cli::crds::run(&args),
         Command::Lint(args) => ramp_cli::lint::run(&args),
+        Command::Analyze(args) => Ok(ramp_cli::analyze::run(&args)),
         Command::Sim(args) => ramp_cli::sim::run(&args),
     };
     match outcome {

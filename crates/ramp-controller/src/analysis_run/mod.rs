@@ -45,6 +45,11 @@ pub struct AnalysisRunConfig {
     pub reporter: String,
     /// `reportingInstance` of the events.
     pub instance: Option<String>,
+    /// Only runs labelled for this controller instance (`--instance-id`); `None` takes only
+    /// unlabelled runs.
+    pub instance_id: Option<String>,
+    /// Where reconciles and cached runs are reported.
+    pub metrics: Option<Arc<crate::ops::metrics::Metrics>>,
 }
 
 impl Default for AnalysisRunConfig {
@@ -57,6 +62,8 @@ impl Default for AnalysisRunConfig {
             backoff_max: Duration::from_secs(60),
             reporter: "ramp".to_owned(),
             instance: None,
+            instance_id: None,
+            metrics: None,
         }
     }
 }
@@ -153,10 +160,22 @@ pub async fn run(
         memory: Mutex::new(HashMap::new()),
         config: config.clone(),
     });
-    Controller::new(runs, watcher::Config::default())
+    let selector = crate::ops::scope::instance_selector(config.instance_id.as_deref());
+    let (cached_runs, run_events) = crate::ops::metrics::own_objects(
+        runs,
+        watcher::Config::default().labels(&selector),
+        config.metrics.as_ref(),
+    );
+    let controller = Controller::for_stream(run_events, cached_runs);
+    let reconcile = crate::ops::metrics::timed(
+        config.metrics.clone(),
+        crate::ops::metrics::ControllerKind::AnalysisRun,
+        reconcile_run,
+    );
+    controller
         .with_config(RunConfig::default().concurrency(config.concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile_run, error_policy, ctx)
+        .run(reconcile, error_policy, ctx)
         .for_each(|outcome| async move {
             if let Err(error) = outcome {
                 tracing::debug!(%error, "analysisrun controller");
@@ -465,7 +484,9 @@ async fn publish(ctx: &Context, run: &AnalysisRun, event: &RunEvent) {
         },
         reason: event.reason.clone(),
         note: Some(event.message.clone()),
-        action: event.reason.clone(),
+        // The recorder folds events with the same reason and action into one series keeping
+        // the first note: each metric's transition must stay its own event.
+        action: event.message.chars().take(128).collect(),
         secondary: None,
     };
     if let Err(error) = ctx

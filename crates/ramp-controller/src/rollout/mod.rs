@@ -8,20 +8,22 @@ mod gather;
 use crate::context::{Context, ControllerConfig, is_newer};
 use crate::error::Error;
 use crate::executor;
+use crate::ops::metrics::ControllerKind;
 use crate::traffic::{ObjectName, RolloutTrafficTarget};
-use futures::{Future, StreamExt};
+use futures::{Future, FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as RunConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use ramp_api::analysis::AnalysisRun;
 use ramp_api::rollout::{Rollout, condition_type};
+use ramp_core::snapshot::ROLLOUT_TYPE_LABEL;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,35 +40,46 @@ pub async fn run(
     let (replica_set_store, replica_set_writer) = reflector::store::<ReplicaSet>();
     // One watch on ReplicaSets feeds both the snapshot cache and the owner triggers.
     let replica_sets = watcher(
-        Api::<ReplicaSet>::all(client.clone()),
+        config.scope.api::<ReplicaSet>(&client),
         watcher::Config::default(),
     )
     .default_backoff()
     .modify(prune_replica_set)
     .reflect(replica_set_writer)
     .touched_objects();
-    let istio_served = serves_group(&client, "networking.istio.io").await;
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        replica_set_store,
-        config.clone(),
-    ));
-
-    let controller = Controller::new(
-        Api::<GuardedRollout>::all(client.clone()),
-        watcher::Config::default(),
+    let (run_store, run_writer) = reflector::store::<AnalysisRun>();
+    // Only runs a rollout created carry `rollout-type`; Experiments' and users' runs do not.
+    let analysis_runs = watcher(
+        config.scope.api::<AnalysisRun>(&client),
+        watcher::Config::default().labels(ROLLOUT_TYPE_LABEL),
     )
-    .with_config(RunConfig::default().concurrency(config.concurrency));
-    let rollouts = controller.store();
+    .default_backoff()
+    .modify(prune_analysis_run)
+    .reflect(run_writer)
+    .touched_objects();
+    let istio_served = serves_group(&client, "networking.istio.io").await;
+    let ctx = Arc::new(
+        Context::new(client.clone(), replica_set_store, config.clone())
+            .with_analysis_runs(run_store),
+    );
+
+    let (rollouts, rollout_events) = crate::ops::metrics::own_objects(
+        config.scope.api::<GuardedRollout>(&client),
+        config.scope.instance_watch(),
+        config.metrics.as_ref(),
+    );
+    let controller = Controller::for_stream(rollout_events, rollouts.clone())
+        .with_config(RunConfig::default().concurrency(config.concurrency));
     let mut controller = controller
         .owns_stream(replica_sets)
+        .owns_stream(analysis_runs)
         .watches(
-            Api::<PartialObjectMeta<Service>>::all(client.clone()),
+            config.scope.api::<PartialObjectMeta<Service>>(&client),
             watcher::Config::default(),
             referencing("Service", rollouts.clone()),
         )
         .watches(
-            Api::<PartialObjectMeta<Ingress>>::all(client.clone()),
+            config.scope.api::<PartialObjectMeta<Ingress>>(&client),
             watcher::Config::default(),
             referencing("Ingress", rollouts.clone()),
         );
@@ -82,7 +95,7 @@ pub async fn run(
             ),
         ] {
             controller = controller.watches_with(
-                Api::<DynamicObject>::all_with(client.clone(), &resource),
+                config.scope.api_with(&client, &resource),
                 resource.clone(),
                 watcher::Config::default(),
                 referencing(kind, rollouts.clone()),
@@ -91,7 +104,11 @@ pub async fn run(
     }
     controller
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            crate::ops::metrics::timed(config.metrics.clone(), ControllerKind::Rollout, reconcile),
+            error_policy,
+            ctx,
+        )
         .for_each(|outcome| async move {
             if let Err(error) = outcome {
                 tracing::debug!(%error, "rollout controller");
@@ -114,6 +131,15 @@ async fn reconcile(guard: Arc<GuardedRollout>, ctx: Arc<Context>) -> Result<Acti
         // Its ReplicaSets go with it through their owner references.
         ctx.forget(&uid);
         return Ok(Action::await_change());
+    }
+    // A reconcile before the first ReplicaSet or AnalysisRun list would plan from an empty
+    // world (and, after a leader handover, recreate objects that exist). Checked, not awaited:
+    // a store's readiness signal wakes only its latest waiter, so concurrent reconciles would
+    // starve each other.
+    if ctx.replica_sets.wait_until_ready().now_or_never().is_none()
+        || ctx.analysis_runs.wait_until_ready().now_or_never().is_none()
+    {
+        return Ok(Action::requeue(Duration::from_millis(100)));
     }
     let rollout = freshest(&ctx, rollout);
     let now = Timestamp::now();
@@ -195,6 +221,19 @@ fn freshest(ctx: &Context, cached: &Rollout) -> Rollout {
     })
 }
 
+/// Drops what a rollout never reads from cached AnalysisRuns: it follows phases, not
+/// measurements.
+fn prune_analysis_run(run: &mut AnalysisRun) {
+    run.metadata.managed_fields = None;
+    run.spec.metrics = Vec::new();
+    run.spec.args = None;
+    if let Some(status) = run.status.as_mut() {
+        status.metric_results = None;
+        status.dry_run_summary = None;
+        status.run_summary = None;
+    }
+}
+
 /// Drops what Ramp never reads from cached ReplicaSets.
 fn prune_replica_set(rs: &mut ReplicaSet) {
     rs.metadata.managed_fields = None;
@@ -232,11 +271,18 @@ fn references(rollout: &Rollout) -> Vec<ObjectName> {
         return target.referenced_objects();
     }
     let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
+    let blue_green = rollout.spec.blue_green().into_iter().flat_map(|b| {
+        [
+            Some(b.active_service.as_str()),
+            b.preview_service.as_deref(),
+        ]
+    });
     rollout
         .spec
         .canary()
         .into_iter()
         .flat_map(|c| [c.canary_service.as_deref(), c.stable_service.as_deref()])
+        .chain(blue_green)
         .flatten()
         .map(|service| ObjectName::new("Service", &namespace, service))
         .collect()

@@ -1,0 +1,263 @@
+//! Shared by the `ops_*` tests: full controllers (`ops::run`) on a ramp-sim cluster, each with
+//! its own client that records the writes it sends, short lease timings, and a plain HTTP
+//! scrape of the endpoints.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use futures::future::BoxFuture;
+use http::{Method, Request};
+use kube::Client;
+use kube::client::ClientBuilder;
+use ramp_controller::analysis_run::AnalysisRunConfig;
+use ramp_controller::context::ControllerConfig;
+use ramp_controller::ops::client::{ClientOptions, RateLimitLayer, RequestMetricsLayer};
+use ramp_controller::ops::health::Health;
+use ramp_controller::ops::leader::LeaseConfig;
+use ramp_controller::ops::metrics::Metrics;
+use ramp_controller::ops::{self, RunError, RunOptions, WatchScope};
+use ramp_sim::SimHandle;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower::{Layer, Service};
+
+/// One mutating request a controller's client sent.
+#[derive(Clone, Debug)]
+pub struct SentWrite {
+    pub at: Instant,
+    pub method: Method,
+    pub path: String,
+}
+
+/// Records every non-GET request passing through a client.
+#[derive(Clone, Default)]
+pub struct WriteLog(pub Arc<Mutex<Vec<SentWrite>>>);
+
+impl WriteLog {
+    pub fn writes(&self) -> Vec<SentWrite> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Writes other than the lease's.
+    pub fn controller_writes(&self) -> Vec<SentWrite> {
+        self.writes()
+            .into_iter()
+            .filter(|w| !w.path.contains("/leases"))
+            .collect()
+    }
+}
+
+impl<S> Layer<S> for WriteLog {
+    type Service = Recording<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Recording {
+            inner,
+            log: self.clone(),
+        }
+    }
+}
+
+pub struct Recording<S> {
+    inner: S,
+    log: WriteLog,
+}
+
+impl<S, B> Service<Request<B>> for Recording<S>
+where
+    S: Service<Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.method() != Method::GET {
+            self.log.0.lock().unwrap().push(SentWrite {
+                at: Instant::now(),
+                method: request.method().clone(),
+                path: request.uri().path().to_owned(),
+            });
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+pub fn sim_config(sim: &SimHandle) -> kube::Config {
+    let mut config = kube::Config::new(sim.api_url().parse().unwrap());
+    config.default_namespace = "default".to_owned();
+    config
+}
+
+/// A client of the sim through Ramp's own stack, plus a write recorder.
+pub fn recorded_client(sim: &SimHandle, options: &ClientOptions) -> (Client, WriteLog) {
+    let log = WriteLog::default();
+    let client = ClientBuilder::try_from(sim_config(sim))
+        .unwrap()
+        .with_layer(&log)
+        .with_layer(&RequestMetricsLayer::new(options.metrics.clone()))
+        .with_layer(&RateLimitLayer::new(options.qps, options.burst))
+        .build();
+    (client, log)
+}
+
+/// Short timings so a takeover is second-scale: 2 s lease, 1 s renew deadline, 0.2 s retry.
+pub fn short_lease(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        namespace: "default".to_owned(),
+        name: LeaseConfig::lease_name(None),
+        identity: identity.to_owned(),
+        lease_duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_secs(1),
+        retry_period: Duration::from_millis(200),
+    }
+}
+
+/// A full controller (`ops::run`) in a task.
+pub struct RunningController {
+    pub name: String,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub writes: WriteLog,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), RunError>>>,
+}
+
+impl RunningController {
+    pub fn start(sim: &SimHandle, name: &str, lease: Option<LeaseConfig>) -> Self {
+        Self::start_with(sim, name, lease, WatchScope::default())
+    }
+
+    pub fn start_with(
+        sim: &SimHandle,
+        name: &str,
+        lease: Option<LeaseConfig>,
+        scope: WatchScope,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::new("test"));
+        let health = Arc::new(Health::new(metrics.clone()));
+        let (client, writes) = recorded_client(
+            sim,
+            &ClientOptions {
+                qps: 0.0,
+                burst: 0,
+                metrics: Some(metrics.clone()),
+            },
+        );
+        let options = RunOptions {
+            rollouts: ControllerConfig {
+                concurrency: 4,
+                backoff_min: Duration::from_millis(200),
+                backoff_max: Duration::from_secs(2),
+                invalid_spec_recheck: Duration::from_secs(2),
+                instance: Some(name.to_owned()),
+                scope: scope.clone(),
+                ..ControllerConfig::default()
+            },
+            analysis_runs: AnalysisRunConfig {
+                backoff_min: Duration::from_millis(200),
+                backoff_max: Duration::from_secs(2),
+                instance: Some(name.to_owned()),
+                namespace: scope.namespace.clone(),
+                instance_id: scope.instance_id.clone(),
+                ..AnalysisRunConfig::default()
+            },
+            leader_election: lease,
+            metrics: metrics.clone(),
+            health: health.clone(),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(ops::run(client, options, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            name: name.to_owned(),
+            metrics,
+            health,
+            writes,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Kills the controller as a crash would: dropped mid-flight, the lease not released.
+    pub async fn kill(&mut self) -> Instant {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        Instant::now()
+    }
+
+    /// SIGTERM: drain, release, return what `ops::run` returned.
+    pub async fn stop(&mut self) -> Result<(), RunError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("the controller stops within 20 s of its shutdown signal")
+                .expect("the controller task does not panic"),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for `ops::run` to return on its own (no shutdown signal sent).
+    pub async fn finished(&mut self) -> Result<(), RunError> {
+        match self.task.take() {
+            Some(task) => task.await.expect("the controller task does not panic"),
+            None => Ok(()),
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Serves the metrics and health routes of a controller on an ephemeral port.
+pub async fn serve_endpoints(metrics: Arc<Metrics>, health: Arc<Health>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let routes = ops::http::metrics_routes(metrics).merge(ops::http::health_routes(health));
+    tokio::spawn(ops::http::serve(listener, routes));
+    addr
+}
+
+/// `GET path` over HTTP/1.0: `(status, body)`.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
