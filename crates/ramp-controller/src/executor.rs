@@ -9,12 +9,15 @@ use crate::traffic::{RolloutTrafficTarget, TrafficWrite};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, EvictParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType as KubeEventType};
 use kube::{Resource, ResourceExt};
-use ramp_api::rollout::Rollout;
+use ramp_api::analysis::AnalysisRun;
+use ramp_api::rollout::{PodTemplateMetadata, Rollout};
 use ramp_core::plan::EventType;
-use ramp_core::snapshot::{POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION};
+use ramp_core::snapshot::{
+    EPHEMERAL_METADATA_ANNOTATION, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION,
+};
 use ramp_core::{Action, RolloutEvent, RolloutPlan};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -46,11 +49,22 @@ pub async fn publish(ctx: &Context, rollout: &Rollout, event: &RolloutEvent) {
         EventType::Normal => KubeEventType::Normal,
         EventType::Warning => KubeEventType::Warning,
     };
+    if let Some(metrics) = &ctx.config.metrics {
+        let namespace = rollout.namespace().unwrap_or_default();
+        let type_label = if type_ == KubeEventType::Normal {
+            "Normal"
+        } else {
+            "Warning"
+        };
+        metrics.rollout_event(&namespace, &rollout.name_any(), type_label, &event.reason);
+    }
     let kube_event = Event {
         type_,
         reason: event.reason.clone(),
         note: Some(event.message.clone()),
-        action: event.reason.clone(),
+        // The recorder folds events with the same reason and action into one series that
+        // keeps the first note; distinct messages (each scale, each switch) must stay apart.
+        action: event.message.chars().take(128).collect(),
         secondary: None,
     };
     if let Err(error) = ctx
@@ -128,8 +142,13 @@ async fn apply_action(
             pod_template_hash,
         } => {
             let canary = rollout.spec.canary();
+            let blue_green = rollout.spec.blue_green();
             let field = if canary.and_then(|c| c.canary_service.as_deref()) == Some(service) {
                 "spec.strategy.canary.canaryService"
+            } else if blue_green.is_some_and(|b| &b.active_service == service) {
+                "spec.strategy.blueGreen.activeService"
+            } else if blue_green.is_some() {
+                "spec.strategy.blueGreen.previewService"
             } else {
                 "spec.strategy.canary.stableService"
             };
@@ -177,6 +196,64 @@ async fn apply_action(
                 Err(e) => return Err(Error::api(format!("Pod {namespace}/{name}"), "evict", e)),
             }
         }
+        Action::CreateAnalysisRun { run } => {
+            let mut run = run.as_ref().clone();
+            let name = run.name_any();
+            run.metadata.namespace = Some(namespace.clone());
+            run.metadata.owner_references = rollout.controller_owner_ref(&()).map(|o| vec![o]);
+            let runs = Api::<AnalysisRun>::namespaced(ctx.client.clone(), &namespace);
+            match runs.create(&PostParams::default(), &run).await {
+                Ok(created) => ctx.with_memory(&uid, |m| {
+                    m.analysis_runs.insert(name, created);
+                }),
+                // Created by an earlier attempt whose answer we lost: the cache will show it.
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    tracing::debug!(analysis_run = %name, "AnalysisRun already exists");
+                }
+                Err(e) => {
+                    return Err(Error::api(
+                        format!("AnalysisRun {namespace}/{name}"),
+                        "create",
+                        e,
+                    ));
+                }
+            }
+        }
+        Action::TerminateAnalysisRun { name } => {
+            let runs = Api::<AnalysisRun>::namespaced(ctx.client.clone(), &namespace);
+            let patch = json!({ "spec": { "terminate": true } });
+            match runs
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(patched) => ctx.with_memory(&uid, |m| {
+                    m.analysis_runs.insert(name.clone(), patched);
+                }),
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => {
+                    return Err(Error::api(
+                        format!("AnalysisRun {namespace}/{name}"),
+                        "terminate",
+                        e,
+                    ));
+                }
+            }
+        }
+        Action::DeleteAnalysisRun { name } => {
+            let runs = Api::<AnalysisRun>::namespaced(ctx.client.clone(), &namespace);
+            match runs.delete(name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => {
+                    return Err(Error::api(
+                        format!("AnalysisRun {namespace}/{name}"),
+                        "delete",
+                        e,
+                    ));
+                }
+            }
+            ctx.with_memory(&uid, |m| m.analysis_runs.remove(name));
+        }
         Action::DeleteReplicaSet { name } => {
             match replica_sets.delete(name, &DeleteParams::background()).await {
                 Ok(_) => {}
@@ -191,8 +268,109 @@ async fn apply_action(
             }
             ctx.with_memory(&uid, |m| m.replica_sets.remove(name));
         }
+        Action::SetPodMetadata {
+            replica_set,
+            pod_template_hash,
+            metadata,
+            previous,
+        } => {
+            let changes = pod_metadata_patch(metadata, previous);
+            let record = if metadata == &PodTemplateMetadata::default() {
+                Value::Null
+            } else {
+                let encoded = serde_json::to_string(metadata).map_err(|source| Error::Encode {
+                    object: format!("ReplicaSet {namespace}/{replica_set}"),
+                    source,
+                })?;
+                Value::String(encoded)
+            };
+            // The template first, so pods created from now on carry the new metadata.
+            let patch = json!({
+                "metadata": {"annotations": {EPHEMERAL_METADATA_ANNOTATION: record}},
+                "spec": {"template": {"metadata": changes}}
+            });
+            let patched = replica_sets
+                .patch(replica_set, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| {
+                    Error::api(
+                        format!("ReplicaSet {namespace}/{replica_set}"),
+                        "patch pod metadata of",
+                        e,
+                    )
+                })?;
+            remember(patched);
+            let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace);
+            // The rollout's own selector too: another rollout's pods may share a hash.
+            let selector = rollout
+                .spec
+                .selector
+                .as_ref()
+                .and_then(|s| s.match_labels.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|(key, _)| key.as_str() != POD_TEMPLATE_HASH_LABEL)
+                .map(|(key, value)| format!("{key}={value},"))
+                .collect::<String>()
+                + &format!("{POD_TEMPLATE_HASH_LABEL}={pod_template_hash}");
+            let listed = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| {
+                    Error::api(
+                        format!("Pods of ReplicaSet {namespace}/{replica_set}"),
+                        "list",
+                        e,
+                    )
+                })?;
+            let patch = json!({ "metadata": changes });
+            for pod in listed
+                .items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+            {
+                let name = pod.name_any();
+                match pods
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => {}
+                    // Deleted since the list: nothing left to label.
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(e) => {
+                        return Err(Error::api(
+                            format!("Pod {namespace}/{name}"),
+                            "patch metadata of",
+                            e,
+                        ));
+                    }
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// The merge-patch `metadata` that sets `wanted`'s labels and annotations and removes those
+/// only `previous` had (never the pod-template hash, which selects the pods).
+fn pod_metadata_patch(wanted: &PodTemplateMetadata, previous: &PodTemplateMetadata) -> Value {
+    let section = |wanted: &Option<BTreeMap<String, String>>,
+                   previous: &Option<BTreeMap<String, String>>| {
+        let mut fields = Map::new();
+        for key in previous.iter().flatten().map(|(k, _)| k) {
+            if key != POD_TEMPLATE_HASH_LABEL {
+                fields.insert(key.clone(), Value::Null);
+            }
+        }
+        for (key, value) in wanted.iter().flatten() {
+            fields.insert(key.clone(), Value::String(value.clone()));
+        }
+        Value::Object(fields)
+    };
+    json!({
+        "labels": section(&wanted.labels, &previous.labels),
+        "annotations": section(&wanted.annotations, &previous.annotations),
+    })
 }
 
 /// `<rollout>-<hash>`, controlled by the rollout, selecting its pods by the rollout's selector

@@ -2,6 +2,7 @@
 //! reconcile pass on the world its own actions would produce until nothing is left to do, so
 //! a plan applied to the world it produced plans nothing (idempotence by construction).
 
+use crate::analysis::rollout::retire_runs;
 use crate::conditions::{self, reason};
 use crate::hash::{pod_template_hash, same_pod_template};
 use crate::plan::{Action, RolloutEvent, RolloutPlan};
@@ -57,8 +58,10 @@ struct Pass {
     progress_decided: bool,
     /// Waiting out a scale-down delay (the progress deadline does not run meanwhile).
     waiting_on_delay: bool,
-    /// Why the rollout waits at a step Ramp does not run yet.
+    /// Why the rollout waits (a step Ramp does not run, a running AnalysisRun).
     waiting_message: Option<String>,
+    /// AnalysisRuns this pass still needs; the others are retired.
+    wanted_runs: Vec<String>,
 }
 
 impl Pass {
@@ -108,6 +111,7 @@ fn plan_pass(snap: &Snapshot) -> Pass {
         progress_decided: false,
         waiting_on_delay: false,
         waiting_message: None,
+        wanted_runs: Vec::new(),
     };
     pass.status.observed_generation = rollout.metadata.generation.map(|g| g.to_string());
     if let Some(blocker) = preflight::blocker(snap) {
@@ -422,16 +426,55 @@ fn reconcile(
     }
     pass.actions.extend(ordered);
 
-    if !ctx.spec.is_paused() && !aborted && update_in_progress {
+    let update = steps::Update {
+        hash: &new_hash,
+        revision: new_rs.revision.unwrap_or(0),
+        stable_hash: stable_rs.and_then(|rs| rs.pod_template_hash.as_deref()),
+    };
+    if !ctx.spec.is_paused() && !aborted && update_in_progress && !promote_full {
+        steps::background_analysis(ctx, pass, &update);
+    }
+    let stepping = !ctx.spec.is_paused()
+        && !aborted
+        && !pass.status.is_aborted()
+        && update_in_progress
+        && !steps::held_for_inconclusive_run(&pass.status);
+    if !stepping && update_in_progress && !aborted && !pass.status.is_aborted() {
+        // Paused, not finished: the runs of the current step and the background keep going.
+        steps::keep_current_runs(ctx, pass);
+    }
+    if stepping {
         let index = pass.status.current_step_index;
-        steps::advance(ctx, pass, &routing, counts_reached);
+        steps::advance(ctx, pass, &routing, counts_reached, &update);
         // The counts were judged for the step that just ended; promotion waits a pass.
-        if pass.status.current_step_index == index {
+        if pass.status.current_step_index == index && !pass.status.is_aborted() {
             steps::promote(ctx, pass, new_rs, counts_reached, &routing);
         }
     }
     restart::restart_pods(ctx, pass, live);
     collect_garbage(ctx, pass, live, new_rs, stable_rs);
+    let recorded: Vec<String> = pass
+        .status
+        .canary
+        .iter()
+        .flat_map(|c| {
+            [
+                &c.current_step_analysis_run_status,
+                &c.current_background_analysis_run_status,
+            ]
+        })
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect();
+    let recorded: Vec<&str> = recorded.iter().map(String::as_str).collect();
+    retire_runs(
+        ctx.snap,
+        &pass.wanted_runs,
+        update_in_progress.then_some(new_hash.as_str()),
+        aborted || pass.status.is_aborted(),
+        &recorded,
+        &mut pass.actions,
+    );
 }
 
 fn progress_threshold(strategy: &CanaryStrategy, desired: i32) -> i32 {

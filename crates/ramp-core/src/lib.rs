@@ -18,7 +18,7 @@ pub mod world;
 pub use canary::plan_rollout;
 pub use plan::{Action, EventType, RolloutEvent, RolloutPlan};
 pub use snapshot::{
-    AnalysisRunKind, AnalysisRunSummary, PodView, ReplicaSetView, RouterObjectView, ServiceView,
+    AnalysisRunKind, AnalysisRunSummary, AnalysisTemplates, PodView, ReplicaSetView, RouterObjectView, ServiceView,
     Snapshot,
 };
 pub use traffic::TrafficIntent;

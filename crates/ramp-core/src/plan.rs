@@ -4,7 +4,8 @@
 use crate::traffic::TrafficIntent;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
-use ramp_api::rollout::RolloutStatus;
+use ramp_api::analysis::AnalysisRun;
+use ramp_api::rollout::{PodTemplateMetadata, RolloutStatus};
 
 /// One step of a plan. The executor runs them in the order given: the order is the safety
 /// argument (pods before traffic on the way up, traffic before pods on the way down).
@@ -40,6 +41,23 @@ pub enum Action {
     EvictPod { name: String },
     /// Delete a scaled-down ReplicaSet beyond `revisionHistoryLimit`.
     DeleteReplicaSet { name: String },
+    /// Create an AnalysisRun: name, labels, annotations and spec are complete; the executor
+    /// adds the namespace and the rollout as controlling owner.
+    CreateAnalysisRun { run: Box<AnalysisRun> },
+    /// Set `spec.terminate` on a run the rollout is done with.
+    TerminateAnalysisRun { name: String },
+    /// Delete a finished run beyond the analysis history limits.
+    DeleteAnalysisRun { name: String },
+    /// Give the pods of a ReplicaSet exactly `metadata` as ephemeral metadata (a role's
+    /// labels and annotations): written into its pod template and onto its existing pods in
+    /// place, keys of `previous` (what was injected before) that `metadata` lacks removed, and
+    /// `metadata` recorded in the `rollout.argoproj.io/ephemeral-metadata` annotation.
+    SetPodMetadata {
+        replica_set: String,
+        pod_template_hash: String,
+        metadata: PodTemplateMetadata,
+        previous: PodTemplateMetadata,
+    },
 }
 
 /// Kubernetes event type.

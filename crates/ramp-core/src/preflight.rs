@@ -1,7 +1,9 @@
 //! Checks before any decision: a Rollout that fails validation, or whose Services or router
 //! objects are missing, gets an `InvalidSpec` condition and nothing in the cluster is touched.
 
+use crate::analysis::rollout::{RunIdentity, analyses, run_spec};
 use crate::plan::RolloutEvent;
+use crate::snapshot::AnalysisRunKind;
 use crate::snapshot::Snapshot;
 use ramp_api::rollout::Rollout;
 use ramp_api::validation::validate_rollout;
@@ -38,6 +40,9 @@ pub fn blocker(snapshot: &Snapshot) -> Option<Blocker> {
             event: RolloutEvent::warning("InvalidSpec", message.clone()),
             message,
         });
+    }
+    if let Some(blocker) = analysis_blocker(snapshot) {
+        return Some(blocker);
     }
     let name = rollout.metadata.name.as_deref().unwrap_or_default();
     let canary = rollout.spec.canary()?;
@@ -78,5 +83,27 @@ pub fn blocker(snapshot: &Snapshot) -> Option<Blocker> {
     Some(Blocker {
         event: RolloutEvent::warning(&reason, message.clone()),
         message,
+    })
+}
+
+/// The first analysis whose run could not be built: a template missing, templates that do
+/// not merge, an argument without a value or with a `fieldRef` that does not resolve.
+fn analysis_blocker(snapshot: &Snapshot) -> Option<Blocker> {
+    let rollout = &snapshot.rollout;
+    // Any revision will do: only the shape of the run is checked here.
+    let probe = RunIdentity {
+        kind: AnalysisRunKind::Background,
+        hash: "0",
+        revision: 0,
+        step_index: None,
+        stable_hash: None,
+    };
+    analyses(rollout).into_iter().find_map(|(field, analysis)| {
+        let reason = run_spec(rollout, &snapshot.analysis_templates, &analysis, &probe).err()?;
+        let message = invalid(rollout, &field, &reason);
+        Some(Blocker {
+            event: RolloutEvent::warning("InvalidSpec", message.clone()),
+            message,
+        })
     })
 }

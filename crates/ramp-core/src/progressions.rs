@@ -307,12 +307,18 @@ fn a_missing_service_is_reported_and_nothing_is_touched() {
 }
 
 #[test]
-fn analysis_steps_wait_with_a_clear_message() {
-    let analysis = ramp_api::rollout::CanaryStep {
-        analysis: Some(Default::default()),
+fn experiment_steps_wait_with_a_clear_message() {
+    let experiment = ramp_api::rollout::CanaryStep {
+        experiment: Some(
+            serde_json::from_value(serde_json::json!({
+                "duration": "10s",
+                "templates": [{"name": "canary", "specRef": "canary"}]
+            }))
+            .expect("a valid experiment step"),
+        ),
         ..Default::default()
     };
-    let mut sim = Sim::new(rollout(4, vec![weight(25), analysis], true));
+    let mut sim = Sim::new(rollout(4, vec![weight(25), experiment], true));
     assert!(sim.run());
     sim.set_image("web:2");
     sim.run();
@@ -321,7 +327,7 @@ fn analysis_steps_wait_with_a_clear_message() {
     assert_eq!(st.phase.as_deref(), Some("Progressing"));
     assert_eq!(
         st.message.as_deref(),
-        Some("waiting at step 2/2: analysis steps are not supported by Ramp yet")
+        Some("waiting at step 2/2: experiment steps are not supported by Ramp yet")
     );
 }
 

@@ -193,8 +193,9 @@ fn replicas_for_scale_down(rs: Option<Pods>, ignore_availability: bool) -> i32 {
     }
 }
 
-/// Shrinks `adjust_count` so the two ReplicaSets fit in `max_allowed` pods, removing
-/// unavailable pods first and available ones only while `min_available` still holds.
+/// Brings the two ReplicaSets within `max_allowed` pods: `adjust` gives up the excess, except
+/// for the available pods `min_available` still needs, which `drain` gives up instead (its
+/// availability was not counted). Returns the (drain, adjust) counts.
 fn adjust_within_limits(
     drain: Option<Pods>,
     adjust: Option<Pods>,
@@ -202,19 +203,19 @@ fn adjust_within_limits(
     adjust_count: i32,
     max_allowed: i32,
     min_available: i32,
-) -> i32 {
-    let over = drain_count + adjust_count - max_allowed;
+) -> (i32, i32) {
     let Some(adjust) = adjust else {
-        return adjust_count;
+        return (drain_count, adjust_count);
     };
-    if over <= 0 {
-        return adjust_count;
-    }
-    let drain_available = drain.map_or(0, |d| d.available.min(drain_count));
-    let adjust_available = adjust.available.min(adjust_count);
-    let unavailable = adjust_count - adjust_available;
-    let spare_available = (drain_available + adjust_available - min_available).max(0);
-    adjust_count - over.min(unavailable + spare_available)
+    let over = (drain_count + adjust_count - max_allowed).max(0);
+    let mut adjusted = adjust_count - over;
+    let available =
+        drain.map_or(0, |d| d.available.min(drain_count)) + adjust.available.min(adjusted);
+    let available_given_up = (adjust.available - adjusted).max(0);
+    let missing = (min_available - available).max(0);
+    adjusted += available_given_up.min(missing);
+    let still_over = (drain_count + adjusted - max_allowed).max(0);
+    ((drain_count - still_over).max(0), adjusted.max(0))
 }
 
 /// Everything the basic (no traffic router) canary sizing looks at.
@@ -272,7 +273,7 @@ pub fn basic_canary_counts(input: &BasicCanaryInput) -> (i32, i32) {
     };
     if increasing {
         stable_count = shrink(Some(stable), desired_stable, stable_count);
-        canary_count = adjust_within_limits(
+        (stable_count, canary_count) = adjust_within_limits(
             Some(stable),
             input.canary,
             stable_count,
@@ -282,7 +283,7 @@ pub fn basic_canary_counts(input: &BasicCanaryInput) -> (i32, i32) {
         );
     } else {
         canary_count = shrink(input.canary, desired_canary, canary_count);
-        stable_count = adjust_within_limits(
+        (canary_count, stable_count) = adjust_within_limits(
             input.canary,
             Some(stable),
             canary_count,

@@ -88,6 +88,7 @@ fn an_argo_managed_rollout_is_adopted_without_restarting_pods() {
         created_at: None,
         template: Some(template),
         being_deleted: false,
+        ephemeral_metadata: None,
     });
     for service in &mut sim.world.services {
         service.selector_hash = Some(argo_hash.to_owned());
@@ -135,6 +136,7 @@ fn a_fresh_rollout_adopts_a_matching_replica_set_instead_of_creating_one() {
         created_at: None,
         template: Some(template),
         being_deleted: false,
+        ephemeral_metadata: None,
     });
     assert!(sim.run());
     assert!(

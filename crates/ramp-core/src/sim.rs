@@ -128,6 +128,7 @@ impl Sim {
                     Vec::new()
                 },
                 analysis_runs: Vec::new(),
+                analysis_templates: Default::default(),
                 traffic: None,
                 pods: None,
                 now: t0(),

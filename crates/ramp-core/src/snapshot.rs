@@ -5,7 +5,9 @@ use crate::traffic::TrafficIntent;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use k8s_openapi::jiff::Timestamp;
-use ramp_api::rollout::Rollout;
+use ramp_api::analysis::{AnalysisRun, AnalysisTemplateSpec};
+use ramp_api::rollout::{PodTemplateMetadata, Rollout};
+use std::collections::BTreeMap;
 
 /// Label carrying the pod-template hash on ReplicaSets, pods and service selectors.
 pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
@@ -13,6 +15,9 @@ pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 pub const REVISION_ANNOTATION: &str = "rollout.argoproj.io/revision";
 /// ReplicaSet annotation (RFC 3339, no prefix, as upstream) after which it is scaled to zero.
 pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "scale-down-deadline";
+/// ReplicaSet annotation (JSON `{labels, annotations}`, as upstream) recording the ephemeral
+/// metadata injected into its pods, so that what is no longer wanted can be removed.
+pub const EPHEMERAL_METADATA_ANNOTATION: &str = "rollout.argoproj.io/ephemeral-metadata";
 /// Service annotation naming the rollout that manages its selector.
 pub const MANAGED_BY_ANNOTATION: &str = "argo-rollouts.argoproj.io/managed-by-rollouts";
 
@@ -28,9 +33,10 @@ pub struct Snapshot {
     pub services: Vec<ServiceView>,
     /// The traffic-router objects the strategy references (VirtualService, Ingress, ...).
     pub router_objects: Vec<RouterObjectView>,
-    /// AnalysisRuns owned by the rollout. Filled by the analysis issue; read only to keep
-    /// analysis steps from being mistaken for anything else.
+    /// AnalysisRuns owned by the rollout.
     pub analysis_runs: Vec<AnalysisRunSummary>,
+    /// The analysis templates the rollout references, includes followed, as found.
+    pub analysis_templates: AnalysisTemplates,
     /// What the traffic routers were last made to hold, when the controller knows it (it
     /// records each `SetTraffic` it applied). `None` after a restart: the weights in
     /// `status.canary.weights` are then taken as written and managed routes as absent.
@@ -51,6 +57,7 @@ impl Snapshot {
             services: Vec::new(),
             router_objects: Vec::new(),
             analysis_runs: Vec::new(),
+            analysis_templates: AnalysisTemplates::default(),
             traffic: None,
             pods: None,
             now,
@@ -83,6 +90,8 @@ pub struct ReplicaSetView {
     pub template: Option<PodTemplateSpec>,
     /// `metadata.deletionTimestamp` is set: the object is going away and is ignored.
     pub being_deleted: bool,
+    /// Parsed `rollout.argoproj.io/ephemeral-metadata` annotation; unparsable counts as absent.
+    pub ephemeral_metadata: Option<PodTemplateMetadata>,
 }
 
 impl ReplicaSetView {
@@ -105,6 +114,8 @@ impl ReplicaSetView {
             created_at: meta.creation_timestamp.as_ref().map(|t| t.0),
             template: rs.spec.template.clone(),
             being_deleted: meta.deletion_timestamp.is_some(),
+            ephemeral_metadata: annotation(EPHEMERAL_METADATA_ANNOTATION)
+                .and_then(|m| serde_json::from_str(&m).ok()),
         }
     }
 }
@@ -172,6 +183,34 @@ pub enum AnalysisRunKind {
     PostPromotion,
 }
 
+impl AnalysisRunKind {
+    /// Value of the `rollout-type` label upstream puts on the run.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Step => "Step",
+            Self::Background => "Background",
+            Self::PrePromotion => "PrePromotion",
+            Self::PostPromotion => "PostPromotion",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<Self> {
+        [
+            Self::Step,
+            Self::Background,
+            Self::PrePromotion,
+            Self::PostPromotion,
+        ]
+        .into_iter()
+        .find(|k| k.label() == label)
+    }
+}
+
+/// Label naming why a run exists (`rollout-type`).
+pub const ROLLOUT_TYPE_LABEL: &str = "rollout-type";
+/// Label with the index of the step that created a step run.
+pub const STEP_INDEX_LABEL: &str = "step-index";
+
 /// What the rollout needs to know about one of its AnalysisRuns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnalysisRunSummary {
@@ -181,6 +220,77 @@ pub struct AnalysisRunSummary {
     pub step_index: Option<i32>,
     /// `Pending`, `Running`, `Successful`, `Failed`, `Error` or `Inconclusive`.
     pub phase: String,
+    /// Value of the `rollouts-pod-template-hash` label: the pods it judges.
+    pub pod_template_hash: Option<String>,
+    /// The `rollout.argoproj.io/revision` annotation: the update it judges (a rollback to the
+    /// same pods is a new revision and is judged afresh).
+    pub revision: Option<i64>,
+    /// `spec.terminate`: the rollout is done with it (moved on, aborted, or acted on its
+    /// verdict), so it never gates anything again.
+    pub terminate: bool,
+    /// `status.message`.
+    pub message: Option<String>,
+    pub created_at: Option<Timestamp>,
+}
+
+impl AnalysisRunSummary {
+    /// Extracts the summary from a run the rollout created; `None` for a run without the
+    /// `rollout-type` label (not one of a rollout's).
+    pub fn from_run(run: &AnalysisRun) -> Option<Self> {
+        let meta = &run.metadata;
+        let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key)).cloned();
+        let kind = AnalysisRunKind::from_label(&label(ROLLOUT_TYPE_LABEL)?)?;
+        let phase = run
+            .status
+            .as_ref()
+            .map(|s| s.phase.clone())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "Pending".to_owned());
+        Some(Self {
+            name: meta.name.clone().unwrap_or_default(),
+            kind,
+            step_index: label(STEP_INDEX_LABEL).and_then(|i| i.parse().ok()),
+            phase,
+            pod_template_hash: label(POD_TEMPLATE_HASH_LABEL),
+            revision: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REVISION_ANNOTATION))
+                .and_then(|r| r.parse().ok()),
+            terminate: run.spec.terminate == Some(true),
+            message: run.status.as_ref().and_then(|s| s.message.clone()),
+            created_at: meta.creation_timestamp.as_ref().map(|t| t.0),
+        })
+    }
+
+    /// The run ended (a terminated run may still be finishing its last measurement).
+    pub fn is_completed(&self) -> bool {
+        matches!(
+            self.phase.as_str(),
+            "Successful" | "Failed" | "Error" | "Inconclusive"
+        )
+    }
+}
+
+/// The AnalysisTemplates (in the rollout's namespace) and ClusterAnalysisTemplates the rollout
+/// references, following their `templates[]` includes, as the controller found them: `None`
+/// is a template looked up and not found. A name absent from the map was never looked up and
+/// counts as not found too.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnalysisTemplates {
+    pub namespaced: BTreeMap<String, Option<AnalysisTemplateSpec>>,
+    pub cluster: BTreeMap<String, Option<AnalysisTemplateSpec>>,
+}
+
+impl AnalysisTemplates {
+    pub fn get(&self, cluster_scope: bool, name: &str) -> Option<&AnalysisTemplateSpec> {
+        let scope = if cluster_scope {
+            &self.cluster
+        } else {
+            &self.namespaced
+        };
+        scope.get(name).and_then(Option::as_ref)
+    }
 }
 
 /// What a restart (`spec.restartAt`) needs to know about one pod.

@@ -4,8 +4,8 @@
 
 use crate::plan::{Action, RolloutEvent, RolloutPlan};
 use crate::snapshot::{
-    POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION,
-    ServiceView, Snapshot,
+    AnalysisRunSummary, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ReplicaSetView,
+    SCALE_DOWN_DEADLINE_ANNOTATION, ServiceView, Snapshot,
 };
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
@@ -38,6 +38,7 @@ pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
                         created_at: Some(snapshot.now),
                         template: Some(template.as_ref().clone()),
                         being_deleted: false,
+                        ephemeral_metadata: None,
                     });
                 }
             }
@@ -81,6 +82,34 @@ pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
                 }
             }
             Action::DeleteReplicaSet { name } => next.replica_sets.retain(|rs| &rs.name != name),
+            Action::CreateAnalysisRun { run } => {
+                let name = run.metadata.name.clone().unwrap_or_default();
+                if next.analysis_runs.iter().all(|r| r.name != name)
+                    && let Some(mut summary) = AnalysisRunSummary::from_run(run)
+                {
+                    summary.created_at = Some(snapshot.now);
+                    next.analysis_runs.push(summary);
+                }
+            }
+            Action::TerminateAnalysisRun { name } => {
+                if let Some(run) = next.analysis_runs.iter_mut().find(|r| &r.name == name) {
+                    run.terminate = true;
+                }
+            }
+            Action::DeleteAnalysisRun { name } => next.analysis_runs.retain(|r| &r.name != name),
+            Action::SetPodMetadata {
+                replica_set,
+                metadata,
+                ..
+            } => {
+                if let Some(rs) = next
+                    .replica_sets
+                    .iter_mut()
+                    .find(|rs| &rs.name == replica_set)
+                {
+                    rs.ephemeral_metadata = Some(metadata.clone());
+                }
+            }
         }
     }
     next.rollout.status = Some(plan.status.clone());

@@ -11,8 +11,13 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::{Resource, ResourceExt};
+use ramp_api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
 use ramp_api::rollout::Rollout;
-use ramp_core::{PodView, ReplicaSetView, RouterObjectView, ServiceView, Snapshot};
+use ramp_core::analysis::rollout::analyses;
+use ramp_core::{
+    AnalysisRunSummary, AnalysisTemplates, PodView, ReplicaSetView, RouterObjectView, ServiceView,
+    Snapshot,
+};
 
 /// Reads everything `plan_rollout` looks at for `rollout`.
 pub async fn snapshot(ctx: &Context, rollout: &Rollout, now: Timestamp) -> Result<Snapshot, Error> {
@@ -25,6 +30,11 @@ pub async fn snapshot(ctx: &Context, rollout: &Rollout, now: Timestamp) -> Resul
         .collect();
     snapshot.services = referenced_services(ctx, rollout, &namespace).await?;
     snapshot.router_objects = router_objects(ctx, rollout).await?;
+    snapshot.analysis_runs = owned_analysis_runs(ctx, &namespace, &uid)
+        .iter()
+        .filter_map(AnalysisRunSummary::from_run)
+        .collect();
+    snapshot.analysis_templates = analysis_templates(ctx, rollout, &namespace).await?;
     snapshot.traffic = ctx.with_memory(&uid, |m| m.traffic.clone());
     if rollout.spec.restart_at.is_some() {
         snapshot.pods = Some(pods(ctx, rollout, &namespace).await?);
@@ -81,21 +91,128 @@ fn owned_replica_sets(ctx: &Context, namespace: &str, uid: &str) -> Vec<ReplicaS
     })
 }
 
+/// The rollout's AnalysisRuns: the cache, each replaced by the object our own last write
+/// returned when the cache has not caught up with it yet (so a run just created is never
+/// created twice).
+fn owned_analysis_runs(ctx: &Context, namespace: &str, uid: &str) -> Vec<AnalysisRun> {
+    let cached: Vec<AnalysisRun> = ctx
+        .analysis_runs
+        .state()
+        .iter()
+        .filter(|run| {
+            run.metadata.namespace.as_deref() == Some(namespace)
+                && run
+                    .owner_references()
+                    .iter()
+                    .any(|o| o.uid == uid && o.controller == Some(true))
+        })
+        .map(|run| run.as_ref().clone())
+        .collect();
+    ctx.with_memory(uid, |memory| {
+        let mut merged = Vec::with_capacity(cached.len());
+        for run in cached {
+            let name = run.name_any();
+            match memory.analysis_runs.get(&name) {
+                Some(written)
+                    if is_newer(
+                        written.resource_version().as_deref(),
+                        run.resource_version().as_deref(),
+                    ) =>
+                {
+                    merged.push(written.clone());
+                }
+                _ => {
+                    memory.analysis_runs.remove(&name);
+                    merged.push(run);
+                }
+            }
+        }
+        for (name, written) in &memory.analysis_runs {
+            if merged.iter().all(|run| &run.name_any() != name) {
+                merged.push(written.clone());
+            }
+        }
+        merged
+    })
+}
+
+/// Every AnalysisTemplate and ClusterAnalysisTemplate the rollout's analyses name, following
+/// `templates[]` includes; a template not found is recorded as such (preflight reports it).
+async fn analysis_templates(
+    ctx: &Context,
+    rollout: &Rollout,
+    namespace: &str,
+) -> Result<AnalysisTemplates, Error> {
+    let mut found = AnalysisTemplates::default();
+    let mut pending: Vec<(bool, String)> = analyses(rollout)
+        .iter()
+        .flat_map(|(_, analysis)| analysis.templates.iter().flatten())
+        .map(|t| {
+            (
+                t.cluster_scope == Some(true),
+                t.template_name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let namespaced = Api::<AnalysisTemplate>::namespaced(ctx.client.clone(), namespace);
+    let cluster = Api::<ClusterAnalysisTemplate>::all(ctx.client.clone());
+    while let Some((cluster_scope, name)) = pending.pop() {
+        let known = if cluster_scope {
+            found.cluster.contains_key(&name)
+        } else {
+            found.namespaced.contains_key(&name)
+        };
+        if known || name.is_empty() {
+            continue;
+        }
+        let spec = if cluster_scope {
+            cluster
+                .get_opt(&name)
+                .await
+                .map_err(|e| Error::api(format!("ClusterAnalysisTemplate {name}"), "get", e))?
+                .map(|t| t.spec.0)
+        } else {
+            namespaced
+                .get_opt(&name)
+                .await
+                .map_err(|e| Error::api(format!("AnalysisTemplate {namespace}/{name}"), "get", e))?
+                .map(|t| t.spec)
+        };
+        for include in spec.iter().flat_map(|s| s.templates.iter().flatten()) {
+            pending.push((
+                include.cluster_scope == Some(true),
+                include.template_name.clone().unwrap_or_default(),
+            ));
+        }
+        if cluster_scope {
+            found.cluster.insert(name, spec);
+        } else {
+            found.namespaced.insert(name, spec);
+        }
+    }
+    Ok(found)
+}
+
 async fn referenced_services(
     ctx: &Context,
     rollout: &Rollout,
     namespace: &str,
 ) -> Result<Vec<ServiceView>, Error> {
-    let Some(canary) = rollout.spec.canary() else {
-        return Ok(Vec::new());
+    let names: Vec<&String> = if let Some(canary) = rollout.spec.canary() {
+        [&canary.canary_service, &canary.stable_service]
+            .into_iter()
+            .flatten()
+            .collect()
+    } else if let Some(blue_green) = rollout.spec.blue_green() {
+        std::iter::once(&blue_green.active_service)
+            .chain(blue_green.preview_service.as_ref())
+            .collect()
+    } else {
+        Vec::new()
     };
     let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
     let mut views = Vec::new();
-    for name in [&canary.canary_service, &canary.stable_service]
-        .into_iter()
-        .flatten()
-        .filter(|n| !n.is_empty())
-    {
+    for name in names.into_iter().filter(|n| !n.is_empty()) {
         if views.iter().any(|v: &ServiceView| &v.name == name) {
             continue;
         }

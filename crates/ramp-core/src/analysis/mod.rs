@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod condition;
+pub mod rollout;
 pub mod run;
 pub mod value;
 

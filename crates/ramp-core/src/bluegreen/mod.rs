@@ -2,22 +2,23 @@
 //! preview service, waits for its pause and pre-promotion analysis, takes the active service in
 //! one switch, and the previous ReplicaSet leaves only after post-promotion and its delay.
 
+use crate::analysis::rollout::{RunIdentity, Verdict, follow, retire_runs};
 use crate::conditions::{self, reason};
 use crate::hash::{pod_template_hash, same_pod_template};
 use crate::plan::{Action, RolloutEvent, RolloutPlan};
 use crate::preflight;
 use crate::snapshot::{
-    AnalysisRunKind, AnalysisRunSummary, REVISION_ANNOTATION, ReplicaSetView,
-    SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot,
+    AnalysisRunKind, REVISION_ANNOTATION, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot,
 };
 use crate::world::{create_new_replica_set, settle};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use ramp_api::rollout::{
-    AbortScaleDown, BlueGreenStatus, BlueGreenStrategy, PauseCondition, RolloutAnalysisRunStatus,
-    RolloutSpec, RolloutStatus, condition_type, pause_reason,
+    AbortScaleDown, BlueGreenStatus, BlueGreenStrategy, PauseCondition, RolloutSpec, RolloutStatus,
+    condition_type, pause_reason,
 };
 
+mod pods;
 mod status;
 
 #[cfg(test)]
@@ -56,6 +57,8 @@ struct Pass {
     waiting: bool,
     /// Why the rollout waits (shown as the Progressing message of the phase).
     waiting_message: Option<String>,
+    /// AnalysisRuns this pass still needs; the others are retired.
+    wanted_runs: Vec<String>,
 }
 
 impl Pass {
@@ -109,30 +112,6 @@ impl Ctx<'_> {
     fn service_exists(&self, service: &str) -> bool {
         self.snap.service(service).is_some_and(|s| s.exists)
     }
-
-    /// The newest run of `kind` for the ReplicaSet `hash`, ignoring the run that caused an
-    /// abort which has since been retried (the controller creates a fresh one).
-    fn analysis_run(
-        &self,
-        kind: AnalysisRunKind,
-        hash: &str,
-        recorded: Option<&RolloutAnalysisRunStatus>,
-        aborted: bool,
-    ) -> Option<&AnalysisRunSummary> {
-        // Upstream names runs `<rollout>-<podHash>-<revision>-<pre|post>`.
-        let prefix = format!("{}-{hash}-", self.name);
-        self.snap.analysis_runs.iter().rfind(|r| {
-            r.kind == kind
-                && r.name.starts_with(&prefix)
-                && (aborted
-                    || recorded
-                        .is_none_or(|spent| spent.name != r.name || !is_failure(&spent.status)))
-        })
-    }
-}
-
-fn is_failure(phase: &str) -> bool {
-    phase == "Failed" || phase == "Error"
 }
 
 fn plan_pass(snap: &Snapshot) -> Pass {
@@ -147,6 +126,7 @@ fn plan_pass(snap: &Snapshot) -> Pass {
         progress_decided: false,
         waiting: false,
         waiting_message: None,
+        wanted_runs: Vec::new(),
     };
     pass.status.observed_generation = rollout.metadata.generation.map(|g| g.to_string());
     if let Some(blocker) = preflight::blocker(snap) {
@@ -228,6 +208,12 @@ fn plan_pass(snap: &Snapshot) -> Pass {
             &mut pass.actions,
             &mut pass.events,
             &mut pass.status,
+        );
+        pods::inject_anti_affinity(
+            strategy,
+            pass.status.stable_rs.as_deref(),
+            &new_hash,
+            &mut pass.actions,
         );
         pass.progress_decided = true;
         status::finish(&ctx, &mut pass, &old, None, &live);
@@ -391,52 +377,112 @@ fn apply_user_requests(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, 
 }
 
 /// The verdict on one promotion analysis.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Gate {
     Passed,
-    Failed,
+    /// Failed or Error, with upstream's abort cause.
+    Failed(String),
     Waiting,
 }
 
-/// Follows the pre- or post-promotion run of the new ReplicaSet and records it in the status.
+/// Follows the pre- or post-promotion run of the new ReplicaSet (created when missing) and
+/// records it in the status. An Inconclusive run pauses the rollout (`InconclusiveAnalysisRun`)
+/// until a person promotes; a fresh run then decides.
 fn analysis_gate(
     ctx: &Ctx<'_>,
     pass: &mut Pass,
     kind: AnalysisRunKind,
-    new_hash: &str,
-    aborted: bool,
+    new_rs: &ReplicaSetView,
 ) -> Gate {
-    let label = if kind == AnalysisRunKind::PrePromotion {
-        "pre-promotion"
+    let pre = kind == AnalysisRunKind::PrePromotion;
+    let (label, analysis) = if pre {
+        (
+            "pre-promotion",
+            ctx.strategy.pre_promotion_analysis.as_ref(),
+        )
     } else {
-        "post-promotion"
+        (
+            "post-promotion",
+            ctx.strategy.post_promotion_analysis.as_ref(),
+        )
+    };
+    let Some(analysis) = analysis else {
+        return Gate::Passed;
     };
     let bg = pass.status.blue_green.clone().unwrap_or_default();
-    let recorded = if kind == AnalysisRunKind::PrePromotion {
+    let recorded = if pre {
         bg.pre_promotion_analysis_run_status
     } else {
         bg.post_promotion_analysis_run_status
     };
-    let Some(run) = ctx.analysis_run(kind, new_hash, recorded.as_ref(), aborted) else {
-        pass.wait(format!("waiting for the {label} AnalysisRun to be created"));
-        return Gate::Waiting;
+    let paused = pass
+        .status
+        .pause_conditions
+        .iter()
+        .flatten()
+        .any(|c| c.reason == pause_reason::INCONCLUSIVE_ANALYSIS_RUN);
+    if !paused
+        && recorded
+            .as_ref()
+            .is_some_and(|r| r.status == "Inconclusive")
+    {
+        // A person resumed from the pause an Inconclusive run caused.
+        pass.status.controller_pause = None;
+    }
+    let stable_hash = pass.status.stable_rs.clone();
+    let id = RunIdentity {
+        kind,
+        hash: new_rs.pod_template_hash.as_deref().unwrap_or_default(),
+        revision: new_rs.revision.unwrap_or(0),
+        step_index: None,
+        stable_hash: stable_hash.as_deref(),
     };
-    let summary = RolloutAnalysisRunStatus {
-        name: run.name.clone(),
-        status: run.phase.clone(),
-        message: None,
+    let followed = match follow(
+        ctx.snap,
+        analysis,
+        &id,
+        recorded.as_ref(),
+        paused,
+        &mut pass.actions,
+    ) {
+        Ok(followed) => followed,
+        Err(reason) => {
+            pass.wait(format!("cannot create the {label} AnalysisRun: {reason}"));
+            return Gate::Waiting;
+        }
     };
-    let slot = if kind == AnalysisRunKind::PrePromotion {
+    pass.wanted_runs.push(followed.status.name.clone());
+    let name = followed.status.name.clone();
+    let phase = followed.status.status.clone();
+    let slot = if pre {
         &mut pass.blue_green().pre_promotion_analysis_run_status
     } else {
         &mut pass.blue_green().post_promotion_analysis_run_status
     };
-    *slot = Some(summary);
-    match run.phase.as_str() {
-        "Successful" => Gate::Passed,
-        phase if is_failure(phase) => Gate::Failed,
-        phase => {
-            pass.wait(format!("{label} AnalysisRun {} is {phase}", run.name));
+    *slot = Some(followed.status);
+    match followed.verdict {
+        Verdict::Successful => Gate::Passed,
+        Verdict::Failed(cause) => Gate::Failed(cause),
+        Verdict::Inconclusive => {
+            if !paused {
+                let st = &mut pass.status;
+                st.pause_conditions
+                    .get_or_insert_with(Vec::new)
+                    .push(PauseCondition {
+                        reason: pause_reason::INCONCLUSIVE_ANALYSIS_RUN.to_owned(),
+                        start_time: Time(ctx.now),
+                    });
+                st.controller_pause = Some(true);
+                pass.events.push(RolloutEvent::normal(
+                    "RolloutPaused",
+                    "Rollout is paused (InconclusiveAnalysisRun)",
+                ));
+            }
+            pass.wait(format!("{label} AnalysisRun {name} is Inconclusive"));
+            Gate::Waiting
+        }
+        Verdict::Running => {
+            pass.wait(format!("{label} AnalysisRun {name} is {phase}"));
             Gate::Waiting
         }
     }
@@ -570,13 +616,7 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
         if new_is_active {
             // Switched: post-promotion verification decides whether it stays.
             let gate = if ctx.strategy.post_promotion_analysis.is_some() && !promote_full {
-                analysis_gate(
-                    ctx,
-                    pass,
-                    AnalysisRunKind::PostPromotion,
-                    &new_hash,
-                    aborted,
-                )
+                analysis_gate(ctx, pass, AnalysisRunKind::PostPromotion, new_rs)
             } else {
                 Gate::Passed
             };
@@ -586,8 +626,8 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
                     promoted = true;
                     switch_allowed = true;
                 }
-                Gate::Failed => {
-                    enter_abort(ctx, pass, revision, Some("PostPromotion analysis failed"));
+                Gate::Failed(cause) => {
+                    enter_abort(ctx, pass, revision, Some(&cause));
                     aborted = true;
                 }
                 Gate::Waiting => {}
@@ -598,15 +638,15 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
             let pause_done = promote_full || promotion_pause(ctx, pass, preview_ready);
             let pre = if ctx.strategy.pre_promotion_analysis.is_some() && !promote_full {
                 if preview_ready {
-                    analysis_gate(ctx, pass, AnalysisRunKind::PrePromotion, &new_hash, aborted)
+                    analysis_gate(ctx, pass, AnalysisRunKind::PrePromotion, new_rs)
                 } else {
                     Gate::Waiting
                 }
             } else {
                 Gate::Passed
             };
-            if pre == Gate::Failed {
-                enter_abort(ctx, pass, revision, Some("PrePromotion analysis failed"));
+            if let Gate::Failed(cause) = &pre {
+                enter_abort(ctx, pass, revision, Some(cause));
                 aborted = true;
             } else if pause_done && pre == Gate::Passed {
                 if preview_count.is_some() && !checkpoint && preview_ready {
@@ -655,6 +695,19 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
         pass.status.controller_pause = None;
     }
     let mut service_actions = Vec::new();
+    // The preview moves first: production follows what testers could already reach.
+    if let Some(preview) = preview_service.filter(|s| ctx.service_exists(s)) {
+        let observed = ctx.observed_selector(Some(preview));
+        if observed.as_deref() != Some(new_hash.as_str()) && preview_pods_ready(ctx, new_rs) {
+            switch_service(
+                pass,
+                &mut service_actions,
+                preview,
+                observed.as_deref(),
+                &new_hash,
+            );
+        }
+    }
     if active_target != observed_active
         && let Some(target) = &active_target
     {
@@ -665,18 +718,6 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
             observed_active.as_deref(),
             target,
         );
-    }
-    if let Some(preview) = preview_service.filter(|s| ctx.service_exists(s)) {
-        let observed = ctx.observed_selector(Some(preview));
-        if observed.as_deref() != Some(new_hash.as_str()) {
-            switch_service(
-                pass,
-                &mut service_actions,
-                preview,
-                observed.as_deref(),
-                &new_hash,
-            );
-        }
     }
 
     // Sizes.
@@ -751,11 +792,15 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
         // A manual pause halts the update; only a promoted ReplicaSet follows `replicas`.
         targets.retain(|t| promoted && t.rs.name == new_rs.name && t.rs.spec_replicas > 0);
     }
-    let mut ordered: Vec<Action> = targets
+    // Pods get their role's metadata before any pod is added.
+    let mut ordered =
+        pods::ephemeral_metadata(ctx.strategy, pass.status.stable_rs.as_deref(), new_rs, live);
+    let ups: Vec<Action> = targets
         .iter()
         .filter(|t| t.to > t.rs.spec_replicas)
         .map(|t| scale_action(pass, t))
         .collect();
+    ordered.extend(ups);
     ordered.extend(service_actions);
     let downs: Vec<&Target<'_>> = targets
         .iter()
@@ -777,6 +822,46 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
     // Deadline annotations were pushed before; keep them ahead of the rest.
     pass.actions.extend(ordered);
     collect_garbage(ctx, pass, live, new_rs, stable_rs);
+    // A run measures the services and pods as this plan leaves them: create it after them.
+    let (created, others): (Vec<Action>, Vec<Action>) = pass
+        .actions
+        .drain(..)
+        .partition(|a| matches!(a, Action::CreateAnalysisRun { .. }));
+    pass.actions = others;
+    pass.actions.extend(created);
+    let recorded: Vec<String> = pass
+        .status
+        .blue_green
+        .iter()
+        .flat_map(|b| {
+            [
+                &b.pre_promotion_analysis_run_status,
+                &b.post_promotion_analysis_run_status,
+            ]
+        })
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect();
+    let recorded: Vec<&str> = recorded.iter().map(String::as_str).collect();
+    let updating = !promoted && pass.status.stable_rs.as_deref() != Some(new_hash.as_str());
+    if manual_pause && updating && !aborted {
+        // Paused is not moved past: the promotion runs keep measuring.
+        pass.wanted_runs.extend(recorded.iter().map(|r| (*r).to_owned()));
+    }
+    retire_runs(
+        ctx.snap,
+        &pass.wanted_runs,
+        updating.then_some(new_hash.as_str()),
+        updating && (aborted || pass.status.is_aborted()),
+        &recorded,
+        &mut pass.actions,
+    );
+}
+
+/// Whether the preview service may select the new ReplicaSet: every pod it was asked for is
+/// available, so testers never reach a revision that is still starting.
+fn preview_pods_ready(ctx: &Ctx<'_>, rs: &ReplicaSetView) -> bool {
+    ctx.replicas == 0 || (rs.spec_replicas > 0 && rs.available_replicas >= rs.spec_replicas)
 }
 
 /// Size of the aborted preview ReplicaSet: kept while it serves and then for

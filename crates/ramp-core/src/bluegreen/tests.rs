@@ -43,6 +43,14 @@ fn bg_sim(replicas: i32, strategy: BlueGreenStrategy) -> Sim {
             ..ServiceView::missing(name)
         })
         .collect();
+    let smoke = serde_json::from_value(serde_json::json!({
+        "metrics": [{"name": "smoke", "provider": {"web": {"url": "http://smoke"}}}]
+    }))
+    .expect("a valid template");
+    sim.world
+        .analysis_templates
+        .namespaced
+        .insert("smoke".to_owned(), Some(smoke));
     sim
 }
 
@@ -76,6 +84,23 @@ fn describe(sim: &Sim, action: &Action) -> String {
         Action::SetTraffic(_) => "traffic".to_owned(),
         Action::EvictPod { name } => format!("evict {name}"),
         Action::DeleteReplicaSet { name } => format!("delete {}", image_of(sim, name)),
+        Action::CreateAnalysisRun { run } => {
+            format!(
+                "create run {}",
+                run.metadata.name.clone().unwrap_or_default()
+            )
+        }
+        Action::TerminateAnalysisRun { name } => format!("terminate run {name}"),
+        Action::DeleteAnalysisRun { name } => format!("delete run {name}"),
+        Action::SetPodMetadata {
+            replica_set,
+            metadata,
+            ..
+        } => format!(
+            "metadata {} {:?}",
+            image_of(sim, replica_set),
+            metadata.labels.clone().unwrap_or_default()
+        ),
     }
 }
 
@@ -123,6 +148,17 @@ fn check_blue_green(world: &Snapshot, plan: &RolloutPlan) {
                         "active service pointed at {} with {} available pods",
                         rs.name,
                         rs.available_replicas
+                    );
+                }
+                if strategy.preview_service.as_deref() == Some(service.as_str()) && replicas > 0 {
+                    let rs = rs_by_hash(pod_template_hash)
+                        .unwrap_or_else(|| panic!("preview pointed at a new ReplicaSet"));
+                    assert!(
+                        rs.spec_replicas > 0 && rs.available_replicas >= rs.spec_replicas,
+                        "preview service pointed at {} with {}/{} pods available",
+                        rs.name,
+                        rs.available_replicas,
+                        rs.spec_replicas
                     );
                 }
                 selectors.insert(service.clone(), Some(pod_template_hash.clone()));
@@ -232,6 +268,12 @@ fn pair(a: &str, b: &str) -> (String, String) {
     (a.to_owned(), b.to_owned())
 }
 
+/// Name of the newest ReplicaSet's pre- or post-promotion run (`attempt` "" or ".1", ...).
+fn run_name(sim: &Sim, infix: &str, attempt: &str) -> String {
+    let hash = status(sim).current_pod_hash.unwrap();
+    format!("web-{hash}-2-{infix}{attempt}")
+}
+
 /// What the analysis controller would report for the newest ReplicaSet.
 fn set_run(sim: &mut Sim, kind: AnalysisRunKind, attempt: &str, phase: &str) {
     let hash = status(sim).current_pod_hash.unwrap();
@@ -247,6 +289,11 @@ fn set_run(sim: &mut Sim, kind: AnalysisRunKind, attempt: &str, phase: &str) {
         kind,
         step_index: None,
         phase: phase.to_owned(),
+        pod_template_hash: Some(hash.clone()),
+        revision: Some(2),
+        terminate: false,
+        message: None,
+        created_at: None,
     });
 }
 
@@ -282,9 +329,15 @@ fn runbook_flow_with_analysis_manual_promotion_and_delayed_scale_down() {
     deploy_v1(&mut sim);
     sim.set_image("web:2");
     let log = settle(&mut sim);
+    let pre = run_name(&sim, "pre", "");
     assert_eq!(
         log,
-        s(&["create web:2", "scale web:2 0->3", "web-preview -> web:2"])
+        vec![
+            "create web:2".to_owned(),
+            "scale web:2 0->3".to_owned(),
+            "web-preview -> web:2".to_owned(),
+            format!("create run {pre}"),
+        ]
     );
     // Preview up: paused for promotion, and the pre-promotion run is awaited.
     let st = status(&sim);
@@ -307,12 +360,19 @@ fn runbook_flow_with_analysis_manual_promotion_and_delayed_scale_down() {
     );
     promote(&mut sim);
     let log = settle(&mut sim);
-    assert_eq!(log, s(&["web-active -> web:2"]));
+    let post = run_name(&sim, "post", "");
+    assert_eq!(
+        log,
+        vec![
+            "web-active -> web:2".to_owned(),
+            format!("create run {post}")
+        ]
+    );
     assert_eq!(
         phase(&sim),
         pair(
             "Progressing",
-            "waiting for the post-promotion AnalysisRun to be created"
+            &format!("post-promotion AnalysisRun {post} is Pending")
         )
     );
     assert_ne!(status(&sim).stable_rs, status(&sim).current_pod_hash);
@@ -359,17 +419,19 @@ fn pre_promotion_failure_aborts_and_a_retry_promotes() {
     settle(&mut sim);
     sim.set_image("web:2");
     settle(&mut sim);
+    let pre = run_name(&sim, "pre", "");
     assert_eq!(
         phase(&sim),
         pair(
             "Progressing",
-            "waiting for the pre-promotion AnalysisRun to be created"
+            &format!("pre-promotion AnalysisRun {pre} is Pending")
         )
     );
     set_run(&mut sim, AnalysisRunKind::PrePromotion, "", "Failed");
-    assert!(
-        settle(&mut sim).is_empty(),
-        "abortScaleDownDelaySeconds 0 keeps green"
+    assert_eq!(
+        settle(&mut sim),
+        vec![format!("terminate run {pre}")],
+        "abortScaleDownDelaySeconds 0 keeps green; the failed run is retired"
     );
     let (p, message) = phase(&sim);
     assert_eq!(p, "Degraded");
@@ -377,12 +439,12 @@ fn pre_promotion_failure_aborts_and_a_retry_promotes() {
     assert_eq!(selectors(&sim), pair("web:1", "web:2"));
     // Retry: the failed run is spent, a fresh one decides.
     sim.status_mut().abort = Some(false);
-    assert!(settle(&mut sim).is_empty());
+    assert_eq!(settle(&mut sim), vec![format!("create run {pre}.1")]);
     assert_eq!(
         phase(&sim),
         pair(
             "Progressing",
-            "waiting for the pre-promotion AnalysisRun to be created"
+            &format!("pre-promotion AnalysisRun {pre}.1 is Pending")
         )
     );
     set_run(&mut sim, AnalysisRunKind::PrePromotion, ".1", "Successful");
@@ -411,21 +473,27 @@ fn post_promotion_failure_switches_back_to_blue() {
     settle(&mut sim);
     sim.set_image("web:2");
     let log = settle(&mut sim);
+    let post = run_name(&sim, "post", "");
     assert_eq!(
         log,
-        s(&[
-            "create web:2",
-            "scale web:2 0->2",
-            "web-preview -> web:2",
-            "web-active -> web:2",
-        ])
+        vec![
+            "create web:2".to_owned(),
+            "scale web:2 0->2".to_owned(),
+            "web-preview -> web:2".to_owned(),
+            "web-active -> web:2".to_owned(),
+            format!("create run {post}"),
+        ]
     );
     assert_eq!(phase(&sim).0, "Progressing");
     set_run(&mut sim, AnalysisRunKind::PostPromotion, "", "Error");
     let log = settle(&mut sim);
     assert_eq!(
         log,
-        s(&["web-active -> web:1", "web:2 scale-down-deadline set"])
+        vec![
+            "web-active -> web:1".to_owned(),
+            "web:2 scale-down-deadline set".to_owned(),
+            format!("terminate run {post}"),
+        ]
     );
     assert_eq!(phase(&sim).0, "Degraded");
     assert_eq!(selectors(&sim), pair("web:1", "web:2"));
@@ -522,8 +590,8 @@ fn fast_rollback_to_a_previous_replica_set_still_up() {
         s(&[
             "web:1 rollout.argoproj.io/revision set",
             "web:1 scale-down-deadline cleared",
-            "web-active -> web:1",
             "web-preview -> web:1",
+            "web-active -> web:1",
             "web:2 scale-down-deadline set",
         ])
     );
@@ -643,14 +711,17 @@ fn promote_full_skips_pause_and_analysis() {
     settle(&mut sim);
     assert_eq!(phase(&sim).0, "Paused");
     sim.status_mut().promote_full = Some(true);
+    let pre = run_name(&sim, "pre", "");
     let log = settle(&mut sim);
     assert_eq!(
         log,
-        s(&[
-            "scale web:2 1->2",
-            "web-active -> web:2",
-            "web:1 scale-down-deadline set"
-        ])
+        vec![
+            "scale web:2 1->2".to_owned(),
+            format!("terminate run {pre}"),
+            "web-active -> web:2".to_owned(),
+            "web:1 scale-down-deadline set".to_owned(),
+        ],
+        "the running pre-promotion run is retired"
     );
     assert_eq!(phase(&sim), pair("Healthy", ""));
     assert_eq!(status(&sim).promote_full, None);
@@ -690,17 +761,17 @@ fn the_active_service_waits_for_every_pod_of_the_first_revision() {
     let mut sim = bg_sim(3, strategy());
     sim.start_rate = Some(1);
     let log = tick(&mut sim);
-    assert_eq!(
-        log,
-        s(&["create web:1", "scale web:1 0->3", "web-preview -> web:1"])
-    );
+    assert_eq!(log, s(&["create web:1", "scale web:1 0->3"]));
     assert_eq!(
         phase(&sim),
         pair("Progressing", "more replicas need to be updated")
     );
     assert!(tick(&mut sim).is_empty());
     assert!(tick(&mut sim).is_empty());
-    assert_eq!(tick(&mut sim), s(&["web-active -> web:1"]));
+    assert_eq!(
+        tick(&mut sim),
+        s(&["web-preview -> web:1", "web-active -> web:1"])
+    );
     assert_eq!(phase(&sim), pair("Healthy", ""));
 }
 
@@ -839,7 +910,11 @@ fn green_pods_that_never_start_exceed_the_progress_deadline_with_blue_still_acti
         message.starts_with("ProgressDeadlineExceeded: "),
         "{message}"
     );
-    assert_eq!(selectors(&sim), pair("web:1", "web:2"));
+    assert_eq!(
+        selectors(&sim),
+        pair("web:1", "web:1"),
+        "the preview service waits for green's pods too"
+    );
     assert_eq!(status(&sim).abort, None, "progressDeadlineAbort is off");
 }
 
@@ -872,4 +947,106 @@ fn phase_rule_eight_reports_the_cutover_and_the_verification() {
         crate::conditions::compute_phase(&spec, &st).1,
         "waiting for analysis to complete"
     );
+}
+
+#[test]
+fn an_inconclusive_pre_promotion_run_pauses_until_promoted_then_a_fresh_run_decides() {
+    let mut sim = bg_sim(
+        2,
+        BlueGreenStrategy {
+            pre_promotion_analysis: analysis(),
+            ..strategy()
+        },
+    );
+    settle(&mut sim);
+    sim.set_image("web:2");
+    settle(&mut sim);
+    let pre = run_name(&sim, "pre", "");
+    set_run(&mut sim, AnalysisRunKind::PrePromotion, "", "Inconclusive");
+    assert!(settle(&mut sim).is_empty());
+    assert_eq!(
+        phase(&sim),
+        pair("Paused", pause_reason::INCONCLUSIVE_ANALYSIS_RUN)
+    );
+    assert_eq!(selectors(&sim), pair("web:1", "web:2"), "no switch");
+    promote(&mut sim);
+    assert_eq!(
+        settle(&mut sim),
+        vec![
+            format!("terminate run {pre}"),
+            format!("create run {pre}.1")
+        ]
+    );
+    set_run(&mut sim, AnalysisRunKind::PrePromotion, ".1", "Successful");
+    let log = settle(&mut sim);
+    assert_eq!(log[0], "web-active -> web:2", "{log:?}");
+    assert_eq!(phase(&sim), pair("Healthy", ""));
+}
+
+#[test]
+fn role_metadata_is_set_before_pods_start_and_moves_with_the_promotion() {
+    let labels = |role: &str| {
+        Some(ramp_api::rollout::PodTemplateMetadata {
+            labels: Some([("role".to_owned(), role.to_owned())].into()),
+            annotations: None,
+        })
+    };
+    let mut sim = bg_sim(
+        2,
+        BlueGreenStrategy {
+            auto_promotion_enabled: Some(false),
+            active_metadata: labels("active"),
+            preview_metadata: labels("preview"),
+            anti_affinity: Some(ramp_api::rollout::AntiAffinity {
+                required_during_scheduling_ignored_during_execution: Some(
+                    ramp_api::rollout::RequiredDuringSchedulingIgnoredDuringExecution {},
+                ),
+                ..Default::default()
+            }),
+            scale_down_delay_seconds: Some(0),
+            ..strategy()
+        },
+    );
+    assert_eq!(
+        settle(&mut sim),
+        s(&[
+            "create web:1",
+            "metadata web:1 {\"role\": \"active\"}",
+            "scale web:1 0->2",
+            "web-preview -> web:1",
+            "web-active -> web:1",
+        ])
+    );
+    let v1 = status(&sim).stable_rs.unwrap();
+    sim.set_image("web:2");
+    let plan = plan_rollout(&sim.world);
+    let Some(Action::CreateReplicaSet { template, .. }) = plan.actions.first() else {
+        panic!("{:?}", plan.actions);
+    };
+    let affinity = serde_json::to_value(&template.spec.as_ref().unwrap().affinity).unwrap();
+    assert_eq!(
+        affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["labelSelector"]
+            ["matchExpressions"][0]["values"],
+        serde_json::json!([v1])
+    );
+    assert_eq!(
+        settle(&mut sim),
+        s(&[
+            "create web:2",
+            "metadata web:2 {\"role\": \"preview\"}",
+            "scale web:2 0->2",
+            "web-preview -> web:2",
+        ])
+    );
+    promote(&mut sim);
+    assert_eq!(
+        settle(&mut sim),
+        s(&[
+            "web-active -> web:2",
+            "metadata web:1 {}",
+            "metadata web:2 {\"role\": \"active\"}",
+            "scale web:1 2->0",
+        ])
+    );
+    assert_eq!(phase(&sim), pair("Healthy", ""));
 }

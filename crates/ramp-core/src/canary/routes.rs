@@ -260,8 +260,12 @@ pub(super) fn decide(ctx: &Ctx<'_>, pass: &mut Pass, i: &RouteInputs<'_>) -> Rou
             let same_stable = written_stable == stable_after;
             if same_stable && stable_serves(written_stable.as_deref(), 0) {
                 if let Some(w) = &written {
+                    // Header and mirror routes reach the canary destination too: they go
+                    // with its weight, or a cohort keeps hitting pods being let go.
                     let zero = TrafficIntent {
                         canary_weight: 0,
+                        header_routes: Vec::new(),
+                        mirror_routes: Vec::new(),
                         ..w.clone()
                     };
                     push_traffic(ctx, pass, &mut routing, zero, written_weight);

@@ -4,14 +4,17 @@
 
 use super::routes::Routing;
 use super::{Ctx, Pass, Target, after};
+use crate::analysis::rollout::{RunIdentity, Verdict, follow};
 use crate::conditions::{self, reason};
 use crate::hash::steps_hash;
 use crate::plan::{Action, RolloutEvent};
+use crate::snapshot::AnalysisRunKind;
 use crate::snapshot::{ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use ramp_api::rollout::{
-    AbortScaleDown, CanaryStep, PauseCondition, RolloutStatus, condition_type, pause_reason,
+    AbortScaleDown, CanaryStatus, CanaryStep, PauseCondition, RolloutAnalysisRunStatus,
+    RolloutStatus, condition_type, pause_reason,
 };
 
 fn hash_of(rs: &ReplicaSetView) -> Option<&str> {
@@ -148,27 +151,11 @@ pub(super) fn apply_user_requests(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &Repli
     }
     if st.is_aborted() {
         if st.aborted_at.is_none() {
-            st.aborted_at = Some(Time(ctx.now));
-            st.current_step_index = (!ctx.steps.is_empty()).then_some(0);
-            st.pause_conditions = None;
-            st.controller_pause = None;
             let cause = st
                 .condition(condition_type::PROGRESSING)
                 .filter(|c| c.reason == reason::PROGRESS_DEADLINE_EXCEEDED)
-                .map(|c| format!(": {}", c.message))
-                .unwrap_or_default();
-            let message = format!("Rollout aborted update to revision {revision}{cause}");
-            conditions::set_condition(
-                st,
-                condition_type::PROGRESSING,
-                Some(false),
-                reason::ROLLOUT_ABORTED,
-                &message,
-                ctx.now,
-            );
-            pass.events
-                .push(RolloutEvent::warning("RolloutAborted", message));
-            pass.progress_decided = true;
+                .map(|c| c.message.clone());
+            enter_abort(ctx, pass, revision, cause.as_deref());
         }
     } else if st.aborted_at.is_some() {
         st.aborted_at = None;
@@ -182,6 +169,198 @@ pub(super) fn apply_user_requests(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &Repli
         );
         pass.progress_decided = true;
     }
+}
+
+/// Aborts the update to `revision`: steps start over, pauses are dropped, and the Progressing
+/// condition and a Warning event carry the cause. Traffic goes back to stable on the next pass.
+pub(super) fn enter_abort(ctx: &Ctx<'_>, pass: &mut Pass, revision: i64, cause: Option<&str>) {
+    let st = &mut pass.status;
+    st.abort = Some(true);
+    st.aborted_at = Some(Time(ctx.now));
+    st.current_step_index = (!ctx.steps.is_empty()).then_some(0);
+    st.pause_conditions = None;
+    st.controller_pause = None;
+    let message = match cause {
+        Some(cause) => format!("Rollout aborted update to revision {revision}: {cause}"),
+        None => format!("Rollout aborted update to revision {revision}"),
+    };
+    conditions::set_condition(
+        st,
+        condition_type::PROGRESSING,
+        Some(false),
+        reason::ROLLOUT_ABORTED,
+        &message,
+        ctx.now,
+    );
+    pass.events
+        .push(RolloutEvent::warning("RolloutAborted", message));
+    pass.progress_decided = true;
+}
+
+/// The revision under update, for the runs that judge it.
+pub(super) struct Update<'a> {
+    pub hash: &'a str,
+    pub revision: i64,
+    pub stable_hash: Option<&'a str>,
+}
+
+fn inconclusive_pause(status: &RolloutStatus) -> bool {
+    status
+        .pause_conditions
+        .iter()
+        .flatten()
+        .any(|c| c.reason == pause_reason::INCONCLUSIVE_ANALYSIS_RUN)
+}
+
+/// A pause for an Inconclusive run is being held: steps and promotion wait for a person.
+pub(super) fn held_for_inconclusive_run(status: &RolloutStatus) -> bool {
+    inconclusive_pause(status)
+}
+
+/// Follows the run of one analysis and acts on its verdict: Failed/Error aborts, Inconclusive
+/// pauses. Returns the verdict and records the run in the status slot `slot` selects.
+fn follow_analysis(
+    ctx: &Ctx<'_>,
+    pass: &mut Pass,
+    analysis: &ramp_api::rollout::RolloutAnalysis,
+    id: &RunIdentity<'_>,
+    slot: fn(&mut CanaryStatus) -> &mut Option<RolloutAnalysisRunStatus>,
+) -> Option<Verdict> {
+    let paused = inconclusive_pause(&pass.status);
+    let recorded = pass.status.canary.as_mut().and_then(|c| slot(c).clone());
+    if !paused
+        && recorded
+            .as_ref()
+            .is_some_and(|r| r.status == "Inconclusive")
+    {
+        // A person resumed from the pause an Inconclusive run caused.
+        pass.status.controller_pause = None;
+    }
+    let followed = match follow(
+        ctx.snap,
+        analysis,
+        id,
+        recorded.as_ref(),
+        paused,
+        &mut pass.actions,
+    ) {
+        Ok(followed) => followed,
+        Err(reason) => {
+            // Preflight builds every run first, so this is a template that changed since.
+            pass.waiting_message = Some(format!("cannot create the AnalysisRun: {reason}"));
+            return None;
+        }
+    };
+    pass.wanted_runs.push(followed.status.name.clone());
+    *slot(pass.status.canary.get_or_insert_with(Default::default)) = Some(followed.status.clone());
+    match &followed.verdict {
+        Verdict::Failed(cause) => enter_abort(ctx, pass, id.revision, Some(cause)),
+        Verdict::Inconclusive if !paused => {
+            let st = &mut pass.status;
+            st.pause_conditions
+                .get_or_insert_with(Vec::new)
+                .push(PauseCondition {
+                    reason: pause_reason::INCONCLUSIVE_ANALYSIS_RUN.to_owned(),
+                    start_time: Time(ctx.now),
+                });
+            st.controller_pause = Some(true);
+            pass.events.push(RolloutEvent::normal(
+                "RolloutPaused",
+                "Rollout is paused (InconclusiveAnalysisRun)",
+            ));
+            conditions::set_condition(
+                st,
+                condition_type::PROGRESSING,
+                None,
+                reason::ROLLOUT_PAUSED,
+                "Rollout is paused",
+                ctx.now,
+            );
+            pass.progress_decided = true;
+        }
+        Verdict::Running => {
+            pass.waiting_message = Some(format!(
+                "waiting for AnalysisRun {} ({})",
+                followed.status.name, followed.status.status
+            ));
+        }
+        Verdict::Inconclusive | Verdict::Successful => {}
+    }
+    Some(followed.verdict)
+}
+
+/// Background analysis (`spec.strategy.canary.analysis`): one run for the whole update from
+/// `startingStep` on.
+pub(super) fn background_analysis(ctx: &Ctx<'_>, pass: &mut Pass, update: &Update<'_>) {
+    let Some(background) = &ctx.strategy.analysis else {
+        return;
+    };
+    let starting = background.starting_step.unwrap_or(0);
+    let index = pass.status.current_step_index.unwrap_or(ctx.step_count());
+    if index < starting {
+        return;
+    }
+    let id = RunIdentity {
+        kind: AnalysisRunKind::Background,
+        hash: update.hash,
+        revision: update.revision,
+        step_index: None,
+        stable_hash: update.stable_hash,
+    };
+    follow_analysis(ctx, pass, &background.analysis(), &id, |c| {
+        &mut c.current_background_analysis_run_status
+    });
+}
+
+/// While the steps are held (a manual pause, an Inconclusive run), the run of the current
+/// step and the background run stay wanted: pausing is not moving past them.
+pub(super) fn keep_current_runs(ctx: &Ctx<'_>, pass: &mut Pass) {
+    let Some(canary) = pass.status.canary.as_ref() else {
+        return;
+    };
+    let index = pass.status.current_step_index;
+    let step_run = canary
+        .current_step_analysis_run_status
+        .as_ref()
+        .filter(|recorded| {
+            ctx.snap
+                .analysis_runs
+                .iter()
+                .any(|r| r.name == recorded.name && r.step_index == index)
+        });
+    let names: Vec<String> = step_run
+        .into_iter()
+        .chain(canary.current_background_analysis_run_status.as_ref())
+        .map(|r| r.name.clone())
+        .collect();
+    pass.wanted_runs.extend(names);
+}
+
+/// An `analysis` step: complete once its run is Successful.
+fn analysis_step(
+    ctx: &Ctx<'_>,
+    pass: &mut Pass,
+    analysis: &ramp_api::rollout::RolloutAnalysis,
+    index: i32,
+    update: &Update<'_>,
+) -> bool {
+    let id = RunIdentity {
+        kind: AnalysisRunKind::Step,
+        hash: update.hash,
+        revision: update.revision,
+        step_index: Some(index),
+        stable_hash: update.stable_hash,
+    };
+    let verdict = follow_analysis(ctx, pass, analysis, &id, |c| {
+        &mut c.current_step_analysis_run_status
+    });
+    if verdict == Some(Verdict::Successful) {
+        if let Some(canary) = pass.status.canary.as_mut() {
+            canary.current_step_analysis_run_status = None;
+        }
+        return true;
+    }
+    false
 }
 
 /// After an abort the canary stays up `abortScaleDownDelaySeconds` once traffic left it and
@@ -298,6 +477,10 @@ fn describe(step: &CanaryStep) -> String {
         "setHeaderRoute".to_owned()
     } else if step.set_mirror_route.is_some() {
         "setMirrorRoute".to_owned()
+    } else if step.analysis.is_some() {
+        "analysis".to_owned()
+    } else if step.experiment.is_some() {
+        "experiment".to_owned()
     } else {
         "step".to_owned()
     }
@@ -305,7 +488,13 @@ fn describe(step: &CanaryStep) -> String {
 
 /// Runs the current step and moves to the next one when it is complete. One step per pass;
 /// `plan_rollout` runs passes until nothing moves.
-pub(super) fn advance(ctx: &Ctx<'_>, pass: &mut Pass, routing: &Routing, counts_reached: bool) {
+pub(super) fn advance(
+    ctx: &Ctx<'_>,
+    pass: &mut Pass,
+    routing: &Routing,
+    counts_reached: bool,
+    update: &Update<'_>,
+) {
     let Some(index) = pass.status.current_step_index else {
         return;
     };
@@ -327,11 +516,11 @@ pub(super) fn advance(ctx: &Ctx<'_>, pass: &mut Pass, routing: &Routing, counts_
                     .as_ref()
                     .is_some_and(|i| i.canary_weight == weight)
                     && (weight == 0 || routing.canary_on_newest))
-    } else if step.experiment.is_some() || step.analysis.is_some() || step.plugin.is_some() {
+    } else if let Some(analysis) = step.analysis.as_ref().filter(|_| step.experiment.is_none()) {
+        analysis_step(ctx, pass, analysis, index, update)
+    } else if step.experiment.is_some() || step.plugin.is_some() {
         let kind = if step.experiment.is_some() {
             "experiment"
-        } else if step.analysis.is_some() {
-            "analysis"
         } else {
             "plugin"
         };

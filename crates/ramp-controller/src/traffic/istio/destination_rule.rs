@@ -73,6 +73,18 @@ pub fn plan_destination_rule(
     Ok(builder.finish(destination_rule))
 }
 
+/// The pod-template hash label of subset `subset_name`, as the DestinationRule holds it now.
+pub(super) fn subset_hash<'v>(destination_rule: &'v Value, subset_name: &str) -> Option<&'v str> {
+    destination_rule
+        .pointer("/spec/subsets")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|subset| route_name(subset) == Some(subset_name))?
+        .pointer("/labels")
+        .and_then(|labels| labels.get(POD_TEMPLATE_HASH_LABEL))
+        .and_then(Value::as_str)
+}
+
 /// Plans the patch that hands a DestinationRule back when `rollout` stops referencing it: the
 /// managed-by annotation and the hash labels of the two subsets go. Empty when `rollout` does
 /// not manage the rule (someone else's rule is never touched).

@@ -30,6 +30,7 @@ use serde_json::Value;
 use super::error::{ObjectName, TrafficError};
 use super::{RolloutTrafficTarget, TrafficWrite};
 
+use destination_rule::subset_hash;
 pub use destination_rule::{plan_destination_rule, plan_destination_rule_release};
 pub use virtual_service::{SplitDestinations, VirtualServicePlan, plan_virtual_service};
 
@@ -209,6 +210,9 @@ impl IstioRouter {
     /// DestinationRule's hashes, then the remaining VirtualServices. At no point does a
     /// subset receive more traffic than the old or the new state gives it (the race behind
     /// upstream's argo-rollouts#4612, where a rollback moved weight before the subset hash).
+    /// Except when the stable subset moves (promotion): the weight that leaves the canary
+    /// lands on the stable subset, so the stable subset must select the new pods first, or
+    /// the old pods take back traffic that neither state gives them.
     pub async fn apply(
         &self,
         target: &RolloutTrafficTarget,
@@ -230,6 +234,19 @@ impl IstioRouter {
             .iter()
             .chain(istio.virtual_services.iter().flatten())
             .collect();
+        let stable_subset_moves = match &istio.destination_rule {
+            Some(rule) => {
+                let object = ObjectName::new(DESTINATION_RULE, &target.namespace, &rule.name);
+                let api = Api::<DynamicObject>::namespaced_with(
+                    self.client.clone(),
+                    &target.namespace,
+                    &self.version.destination_rule_resource(),
+                );
+                let current = read_json(&api, &object, DESTINATION_RULE_FIELD).await?;
+                subset_hash(&current, &rule.stable_subset_name) != intent.stable_hash.as_deref()
+            }
+            None => false,
+        };
         let mut writes = Vec::new();
         let mut pending = Vec::new();
         for selection in &selections {
@@ -246,7 +263,7 @@ impl IstioRouter {
             let lowers_canary = plan
                 .observed_canary_weight
                 .is_some_and(|observed| observed > plan.desired_canary_weight);
-            if lowers_canary {
+            if lowers_canary && !stable_subset_moves {
                 self.write_virtual_service(
                     &api,
                     &object,
