@@ -3,6 +3,7 @@
 //! rollouts) and deadline-bound waits. Assertions read the sim's request log.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -10,6 +11,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use ramp_api::rollout::Rollout;
+use ramp_controller::analysis_run::AnalysisRunConfig;
 use ramp_controller::context::ControllerConfig;
 use ramp_controller::traffic::IstioApiVersion;
 use ramp_sim::{LoggedRequest, Sim, SimConfig, SimHandle};
@@ -55,26 +57,11 @@ impl Cluster {
     /// A sim with workloads (pods become ready after 200 ms) and every CRD installed; the
     /// controller is not running yet.
     pub async fn start() -> Self {
-        let config = SimConfig {
+        Self::start_with(SimConfig {
             traffic_enabled: false,
             ..SimConfig::default()
-        };
-        let sim = Sim::start(config).await.expect("sim starts");
-        let client = sim.client();
-        let crds = Api::<CustomResourceDefinition>::all(client.clone());
-        let mut all = ramp_api::crd::all();
-        all.push(istio_crd("virtualservices", "VirtualService"));
-        all.push(istio_crd("destinationrules", "DestinationRule"));
-        for crd in all {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("CRD created");
-        }
-        Self {
-            sim,
-            client,
-            controller: None,
-        }
+        })
+        .await
     }
 
     pub fn start_controller(&mut self) {
@@ -87,13 +74,24 @@ impl Cluster {
             istio_version: IstioApiVersion::V1alpha3,
             ..ControllerConfig::default()
         };
-        let handle = tokio::spawn(ramp_controller::rollout::run(
+        let shutdown = async move {
+            let _ = stopped.await;
+        }
+        .boxed()
+        .shared();
+        let rollouts = ramp_controller::rollout::run(self.client.clone(), config, shutdown.clone());
+        let runs = ramp_controller::analysis_run::run(
             self.client.clone(),
-            config,
-            async move {
-                let _ = stopped.await;
+            AnalysisRunConfig {
+                backoff_min: Duration::from_millis(200),
+                backoff_max: Duration::from_secs(2),
+                ..AnalysisRunConfig::default()
             },
-        ));
+            shutdown,
+        );
+        let handle = tokio::spawn(async move {
+            futures::join!(rollouts, runs);
+        });
         self.controller = Some((stop, handle));
     }
 
@@ -451,4 +449,61 @@ pub fn log_until(
         .collect();
     let end = all.iter().position(pred).unwrap_or(all.len());
     all[..end].to_vec()
+}
+
+impl Cluster {
+    /// Like [`Cluster::start`], with the sim configured by the caller (e.g. the traffic
+    /// simulator on, for analysis against its metrics).
+    pub async fn start_with(config: SimConfig) -> Self {
+        let sim = Sim::start(config).await.expect("sim starts");
+        let client = sim.client();
+        let crds = Api::<CustomResourceDefinition>::all(client.clone());
+        let mut all = ramp_api::crd::all();
+        all.push(istio_crd("virtualservices", "VirtualService"));
+        all.push(istio_crd("destinationrules", "DestinationRule"));
+        for crd in all {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .expect("CRD created");
+        }
+        Self {
+            sim,
+            client,
+            controller: None,
+        }
+    }
+}
+
+/// What the in-test endpoint answers as `ok`: `true`, `false`, or anything else (which
+/// neither the success nor the failure condition accepts: Inconclusive).
+#[derive(Clone, Default)]
+pub struct Health(std::sync::Arc<std::sync::Mutex<Value>>);
+
+impl Health {
+    pub fn new(ok: bool) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(json!(ok))))
+    }
+
+    pub fn answer(&self, value: Value) {
+        *self.0.lock().unwrap() = value;
+    }
+}
+
+/// An HTTP endpoint answering `{"ok": <health>}`.
+pub async fn health_endpoint(health: Health) -> String {
+    async fn answer(
+        axum::extract::State(health): axum::extract::State<Health>,
+    ) -> axum::Json<Value> {
+        let ok = health.0.lock().unwrap().clone();
+        axum::Json(json!({ "ok": ok }))
+    }
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(answer))
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{address}/health")
 }
