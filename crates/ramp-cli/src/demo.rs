@@ -1,9 +1,12 @@
 //! `ramp demo`: a self-contained tour. Starts ramp-sim in-process, installs the CRDs and an
-//! Istio canary example, runs the Rollout controller in-process, and narrates two releases: v2
-//! promoted to 100 %, then a broken v3 that `progressDeadlineAbort` aborts back to v2. Exits 0
-//! only when the objects show the scenario ended as expected.
+//! Istio canary example gated by a success-rate analysis, runs the Rollout and AnalysisRun
+//! controllers in-process, and narrates three releases: v2 passes its analysis and is promoted
+//! to 100 %; a broken v3 (pods never ready) is aborted by `progressDeadlineAbort`; a v4 whose
+//! pods answer 20 % errors is aborted by the analysis. Exits 0 only when the objects show the
+//! scenario ended as expected.
 
 use anyhow::{Context, bail};
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
@@ -17,6 +20,9 @@ use serde_json::{Value, json};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod analysis;
+mod bluegreen;
+
 const NS: &str = "default";
 const ROLLOUT: &str = "demo";
 const STABLE: &str = "demo-stable";
@@ -25,9 +31,25 @@ const VIRTUAL_SERVICE: &str = "demo-vsvc";
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
+    /// Which tour: a traffic-routed canary, or blue-green with a manual promotion.
+    #[arg(value_enum, default_value_t = Scenario::Canary)]
+    pub scenario: Scenario,
     /// Give up (exit 1) when the scenario has not finished after this many seconds.
     #[arg(long, default_value_t = 55)]
     pub timeout_seconds: u64,
+    /// What measures the canary's success rate: a private Prometheus (when a `prometheus`
+    /// binary is found, for `auto`) or the web provider reading ramp-sim's JSON report.
+    #[arg(long, value_enum, default_value_t = analysis::Measure::Auto)]
+    pub metrics: analysis::Measure,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Istio canary: v2 walks its weights to 100 %, a broken v3 is aborted.
+    Canary,
+    /// Blue-green: v2 behind the preview service, promoted by hand, v1 scaled down later.
+    #[value(name = "bluegreen")]
+    BlueGreen,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -38,9 +60,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
-        match scenario(deadline).await {
-            Ok(()) => {
-                println!("\ndemo finished: v2 promoted to 100 %, broken v3 aborted, traffic on v2");
+        let outcome = match args.scenario {
+            Scenario::Canary => scenario(deadline, args.metrics)
+                .await
+                .map(|()| "v2 promoted to 100 %, broken v3 and failing v4 aborted, traffic on v2"),
+            Scenario::BlueGreen => bluegreen::scenario(deadline)
+                .await
+                .map(|()| bluegreen::FINISHED),
+        };
+        match outcome {
+            Ok(summary) => {
+                println!("\ndemo finished: {summary}");
                 Ok(ExitCode::SUCCESS)
             }
             Err(err) => {
@@ -51,9 +81,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn scenario(deadline: Instant) -> anyhow::Result<()> {
+async fn scenario(deadline: Instant, measure: analysis::Measure) -> anyhow::Result<()> {
     let sim_config = ramp_sim::SimConfig {
-        traffic_enabled: false,
         request_log_limit: Some(1_000),
         ..ramp_sim::SimConfig::default()
     };
@@ -62,27 +91,43 @@ async fn scenario(deadline: Instant) -> anyhow::Result<()> {
         .context("cannot start ramp-sim")?;
     let client = sim.client();
     println!("ramp-sim API server on {}", sim.api_url());
+    let metrics = analysis::Source::start(&sim, measure).await?;
+    println!("success-rate gate: {}", metrics.describe());
     install(&client).await?;
+    metrics.install(&client).await?;
     println!(
-        "installed the CRDs, services {STABLE}/{CANARY}, VirtualService {VIRTUAL_SERVICE} and Rollout {ROLLOUT} (v1)\n"
+        "installed the CRDs, services {STABLE}/{CANARY}, VirtualService {VIRTUAL_SERVICE}, AnalysisTemplate {} and Rollout {ROLLOUT} (v1)\n",
+        analysis::TEMPLATE
     );
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    }
+    .boxed()
+    .shared();
     let config = ControllerConfig {
         istio_version: IstioApiVersion::V1alpha3,
         backoff_max: Duration::from_secs(2),
         ..ControllerConfig::default()
     };
-    let controller = tokio::spawn(ramp_controller::rollout::run(
+    let rollouts = ramp_controller::rollout::run(client.clone(), config, shutdown.clone());
+    let runs = ramp_controller::analysis_run::run(
         client.clone(),
-        config,
-        async move {
-            let _ = stopped.await;
+        ramp_controller::analysis_run::AnalysisRunConfig {
+            namespace: Some(NS.to_owned()),
+            backoff_max: Duration::from_secs(2),
+            ..Default::default()
         },
-    ));
+        shutdown,
+    );
+    let controllers = tokio::spawn(async move {
+        futures::join!(rollouts, runs);
+    });
     let outcome = releases(&client, deadline).await;
     let _ = stop.send(());
-    let _ = controller.await;
+    let _ = controllers.await;
+    drop(metrics);
     outcome
 }
 
@@ -94,8 +139,8 @@ async fn releases(client: &Client, deadline: Instant) -> anyhow::Result<()> {
     let v1 = watch_until(client, &mut view, deadline, "v1 Healthy", |r, _| healthy(r)).await?;
     let v1_hash = stable_hash(&v1)?;
 
-    view.title("v2: canary 20 % → 50 % → 80 % → 100 %");
-    set_version(&rollouts, "v2", false).await?;
+    view.title("v2: canary 20 % → success-rate analysis → 50 % → 80 % → 100 %");
+    set_version(&rollouts, "v2", Behaviour::Healthy).await?;
     let v2 = watch_until(
         client,
         &mut view,
@@ -107,7 +152,7 @@ async fn releases(client: &Client, deadline: Instant) -> anyhow::Result<()> {
     let v2_hash = stable_hash(&v2)?;
 
     view.title("v3: pods never become ready; progressDeadlineAbort must abort it");
-    set_version(&rollouts, "v3", true).await?;
+    set_version(&rollouts, "v3", Behaviour::NeverReady).await?;
     let aborted = watch_until(client, &mut view, deadline, "v3 aborted", |r, weight| {
         let status = r.status.clone().unwrap_or_default();
         status.abort == Some(true)
@@ -116,9 +161,35 @@ async fn releases(client: &Client, deadline: Instant) -> anyhow::Result<()> {
     })
     .await?;
 
-    // Assert the end state from the objects, not from what the view printed.
+    back_on_stable(client, &aborted, &v2_hash).await?;
+
+    view.title("v4: pods answer 20 % errors; the success-rate analysis must abort it");
+    set_version(&rollouts, "v4", Behaviour::Failing).await?;
+    let aborted = watch_until(
+        client,
+        &mut view,
+        deadline,
+        "v4 aborted by analysis",
+        |r, weight| {
+            let status = r.status.clone().unwrap_or_default();
+            status.abort == Some(true)
+                && status.phase.as_deref() == Some("Degraded")
+                && status
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("analysis phase failed"))
+                && weight == Some(0)
+        },
+    )
+    .await?;
+    back_on_stable(client, &aborted, &v2_hash).await
+}
+
+/// Checks from the objects, not from what the view printed, that an aborted update left
+/// everything on v2: the stable ReplicaSet and Service, no canary traffic, v2's pods all up.
+async fn back_on_stable(client: &Client, aborted: &Rollout, v2_hash: &str) -> anyhow::Result<()> {
     let status = aborted.status.clone().unwrap_or_default();
-    if status.stable_rs.as_deref() != Some(v2_hash.as_str()) {
+    if status.stable_rs.as_deref() != Some(v2_hash) {
         bail!(
             "stable ReplicaSet is {:?}, expected v2's {v2_hash}",
             status.stable_rs
@@ -133,7 +204,7 @@ async fn releases(client: &Client, deadline: Instant) -> anyhow::Result<()> {
         .spec
         .and_then(|s| s.selector)
         .and_then(|s| s.get("rollouts-pod-template-hash").cloned());
-    if selected.as_deref() != Some(v2_hash.as_str()) {
+    if selected.as_deref() != Some(v2_hash) {
         bail!("stable Service selects {selected:?}, expected v2's {v2_hash}");
     }
     let weight = canary_weight(client).await?;
@@ -204,6 +275,7 @@ async fn watch_until(
 struct LiveView {
     last: String,
     last_event: String,
+    last_run: String,
 }
 
 impl LiveView {
@@ -256,6 +328,12 @@ impl LiveView {
         if line != self.last {
             println!("{line}");
             self.last = line;
+        }
+        if let Some(run) = analysis::newest_run(client).await?
+            && run != self.last_run
+        {
+            println!("      {run}");
+            self.last_run = run;
         }
         let event = latest_event(client).await?;
         if !event.is_empty() && event != self.last_event {
@@ -331,11 +409,37 @@ fn virtual_services(client: &Client) -> Api<DynamicObject> {
     )
 }
 
-/// A new image; `broken` makes its pods never pass readiness (a ramp-sim behaviour).
-async fn set_version(rollouts: &Api<Rollout>, version: &str, broken: bool) -> anyhow::Result<()> {
-    let never_ready = if broken { json!("true") } else { Value::Null };
+/// How a version's pods behave (ramp-sim reads it from pod annotations).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    Healthy,
+    /// Never pass readiness.
+    NeverReady,
+    /// Answer 20 % of requests with 500.
+    Failing,
+}
+
+/// A new image with the given behaviour.
+async fn set_version(
+    rollouts: &Api<Rollout>,
+    version: &str,
+    behaviour: Behaviour,
+) -> anyhow::Result<()> {
+    let never_ready = if behaviour == Behaviour::NeverReady {
+        json!("true")
+    } else {
+        Value::Null
+    };
+    let error_rate = if behaviour == Behaviour::Failing {
+        json!("0.2")
+    } else {
+        Value::Null
+    };
     let patch = json!({"spec": {"template": {
-        "metadata": {"annotations": {"sim.ramp.dev/never-ready": never_ready}},
+        "metadata": {"annotations": {
+            "sim.ramp.dev/never-ready": never_ready,
+            "sim.ramp.dev/error-rate": error_rate
+        }},
         "spec": {"containers": [{"name": "app", "image": format!("ghcr.io/example/demo:{version}")}]}
     }}});
     rollouts
@@ -345,11 +449,15 @@ async fn set_version(rollouts: &Api<Rollout>, version: &str, broken: bool) -> an
     Ok(())
 }
 
-async fn install(client: &Client) -> anyhow::Result<()> {
+/// Ramp's CRDs and `extra_crds`, and the demo's Services (all selecting the rollout's pods).
+async fn install_base(
+    client: &Client,
+    extra_crds: Vec<CustomResourceDefinition>,
+    service_names: &[&str],
+) -> anyhow::Result<()> {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let mut all = ramp_api::crd::all();
-    all.push(istio_crd("virtualservices", "VirtualService")?);
-    all.push(istio_crd("destinationrules", "DestinationRule")?);
+    all.extend(extra_crds);
     for crd in all {
         let name = crd.metadata.name.clone().unwrap_or_default();
         crds.create(&PostParams::default(), &crd)
@@ -357,7 +465,7 @@ async fn install(client: &Client) -> anyhow::Result<()> {
             .with_context(|| format!("cannot install CRD {name}"))?;
     }
     let services = Api::<Service>::namespaced(client.clone(), NS);
-    for name in [STABLE, CANARY] {
+    for name in service_names {
         let service: Service = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": NS},
@@ -368,6 +476,15 @@ async fn install(client: &Client) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot create Service {name}"))?;
     }
+    Ok(())
+}
+
+async fn install(client: &Client) -> anyhow::Result<()> {
+    let istio = vec![
+        istio_crd("virtualservices", "VirtualService")?,
+        istio_crd("destinationrules", "DestinationRule")?,
+    ];
+    install_base(client, istio, &[STABLE, CANARY]).await?;
     let vs: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
         "metadata": {"name": VIRTUAL_SERVICE, "namespace": NS},
@@ -400,7 +517,7 @@ async fn install(client: &Client) -> anyhow::Result<()> {
                 "abortScaleDownDelaySeconds": 2,
                 "trafficRouting": {"istio": {"virtualService": {"name": VIRTUAL_SERVICE, "routes": ["primary"]}}},
                 "steps": [
-                    {"setWeight": 20}, {"pause": {"duration": "2s"}},
+                    {"setWeight": 20}, analysis::step(),
                     {"setWeight": 50}, {"pause": {"duration": "2s"}},
                     {"setWeight": 80}, {"pause": {"duration": "2s"}}
                 ]

@@ -2,6 +2,7 @@
 //! its clap arguments and a `run` function; `src/bin/` only parses and dispatches.
 #![forbid(unsafe_code)]
 
+pub mod analyze;
 pub mod controller;
 pub mod crds;
 pub mod demo;

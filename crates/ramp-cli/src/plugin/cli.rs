@@ -60,6 +60,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Check manifests offline (the same checks as `ramp lint`).
     Lint(crate::lint::LintArgs),
+    /// Run an AnalysisTemplate's metrics against the live providers (the same as `ramp analyze`).
+    Analyze(crate::analyze::AnalyzeArgs),
     /// Print the plugin's version.
     Version(VersionArgs),
 }

@@ -97,6 +97,8 @@ async fn dispatch(conn: &Connection, command: Command) -> Result<ExitCode, Plugi
         Command::Lint(args) => {
             crate::lint::run(&args).map_err(|e| PluginError::Usage(format!("{e:#}")))
         }
+        // `analyze` drives its own runtime; leave this one's context while it does.
+        Command::Analyze(args) => Ok(tokio::task::block_in_place(|| crate::analyze::run(&args))),
         Command::Version(args) => {
             version(&args);
             Ok(ExitCode::SUCCESS)

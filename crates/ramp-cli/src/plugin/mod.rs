@@ -24,6 +24,9 @@ pub fn main(cli: PluginCli) -> ExitCode {
         commands::version(args);
         return ExitCode::SUCCESS;
     }
+    if let Command::Analyze(args) = &cli.command {
+        return crate::analyze::run(args);
+    }
     if let Command::Lint(args) = &cli.command {
         return match crate::lint::run(args) {
             Ok(code) => code,
