@@ -18,8 +18,8 @@ pub mod world;
 pub use canary::plan_rollout;
 pub use plan::{Action, EventType, RolloutEvent, RolloutPlan};
 pub use snapshot::{
-    AnalysisRunKind, AnalysisRunSummary, AnalysisTemplates, PodView, ReplicaSetView, RouterObjectView, ServiceView,
-    Snapshot,
+    AnalysisRunKind, AnalysisRunSummary, AnalysisTemplates, PodView, ReplicaSetView,
+    RouterObjectView, ServiceView, Snapshot,
 };
 pub use traffic::TrafficIntent;
 

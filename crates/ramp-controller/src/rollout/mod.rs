@@ -137,7 +137,11 @@ async fn reconcile(guard: Arc<GuardedRollout>, ctx: Arc<Context>) -> Result<Acti
     // a store's readiness signal wakes only its latest waiter, so concurrent reconciles would
     // starve each other.
     if ctx.replica_sets.wait_until_ready().now_or_never().is_none()
-        || ctx.analysis_runs.wait_until_ready().now_or_never().is_none()
+        || ctx
+            .analysis_runs
+            .wait_until_ready()
+            .now_or_never()
+            .is_none()
     {
         return Ok(Action::requeue(Duration::from_millis(100)));
     }

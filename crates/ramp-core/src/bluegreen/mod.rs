@@ -846,7 +846,8 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
     let updating = !promoted && pass.status.stable_rs.as_deref() != Some(new_hash.as_str());
     if manual_pause && updating && !aborted {
         // Paused is not moved past: the promotion runs keep measuring.
-        pass.wanted_runs.extend(recorded.iter().map(|r| (*r).to_owned()));
+        pass.wanted_runs
+            .extend(recorded.iter().map(|r| (*r).to_owned()));
     }
     retire_runs(
         ctx.snap,
