@@ -11,10 +11,8 @@ use crate::replicas::{
     BasicCanaryInput, CanaryScale, Pods, WeightInputs, WrittenWeights, basic_canary_counts,
     desired_scale, traffic_routed_counts, traffic_weight_to_replicas,
 };
-use crate::snapshot::{
-    REVISION_ANNOTATION, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot,
-};
-use crate::world::{create_new_replica_set, settle};
+use crate::snapshot::{ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot};
+use crate::world::{create_new_replica_set, reuse_revision, settle};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use ramp_api::rollout::{CanaryStep, CanaryStrategy, RolloutSpec, RolloutStatus, condition_type};
 
@@ -213,11 +211,7 @@ fn plan_pass(snap: &Snapshot) -> Pass {
     };
     if new_rs.revision.is_some_and(|r| r < max_revision) {
         // Rolling back to an old ReplicaSet makes it the newest revision again.
-        pass.actions.push(Action::AnnotateReplicaSet {
-            name: new_rs.name.clone(),
-            key: REVISION_ANNOTATION.to_owned(),
-            value: Some((max_revision + 1).to_string()),
-        });
+        reuse_revision(new_rs, max_revision + 1, &mut pass.actions);
     }
     reconcile(&ctx, &mut pass, &old, new_rs, stable_rs, &live);
     status::finish(&ctx, &mut pass, &old, Some(new_rs), &live);

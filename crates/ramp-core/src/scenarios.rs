@@ -89,6 +89,7 @@ fn an_argo_managed_rollout_is_adopted_without_restarting_pods() {
         template: Some(template),
         being_deleted: false,
         ephemeral_metadata: None,
+        revision_history: None,
     });
     for service in &mut sim.world.services {
         service.selector_hash = Some(argo_hash.to_owned());
@@ -137,6 +138,7 @@ fn a_fresh_rollout_adopts_a_matching_replica_set_instead_of_creating_one() {
         template: Some(template),
         being_deleted: false,
         ephemeral_metadata: None,
+        revision_history: None,
     });
     assert!(sim.run());
     assert!(

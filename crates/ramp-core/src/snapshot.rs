@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 /// ReplicaSet annotation with the integer revision.
 pub const REVISION_ANNOTATION: &str = "rollout.argoproj.io/revision";
+/// ReplicaSet annotation listing the revisions it had before (comma-separated), written when
+/// a rollback makes an old ReplicaSet the newest revision again.
+pub const REVISION_HISTORY_ANNOTATION: &str = "rollout.argoproj.io/revision-history";
 /// ReplicaSet annotation (RFC 3339, no prefix, as upstream) after which it is scaled to zero.
 pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "scale-down-deadline";
 /// ReplicaSet annotation (JSON `{labels, annotations}`, as upstream) recording the ephemeral
@@ -78,6 +81,8 @@ pub struct ReplicaSetView {
     pub pod_template_hash: Option<String>,
     /// Value of the `rollout.argoproj.io/revision` annotation.
     pub revision: Option<i64>,
+    /// Value of the `rollout.argoproj.io/revision-history` annotation.
+    pub revision_history: Option<String>,
     /// `spec.replicas`.
     pub spec_replicas: i32,
     /// `status.replicas` (pods that exist).
@@ -105,6 +110,7 @@ impl ReplicaSetView {
             name: meta.name.clone().unwrap_or_default(),
             pod_template_hash: label(POD_TEMPLATE_HASH_LABEL),
             revision: annotation(REVISION_ANNOTATION).and_then(|r| r.parse().ok()),
+            revision_history: annotation(REVISION_HISTORY_ANNOTATION),
             spec_replicas: rs.spec.replicas.unwrap_or(1),
             replicas: status.map_or(0, |s| s.replicas),
             ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),

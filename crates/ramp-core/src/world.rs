@@ -4,8 +4,8 @@
 
 use crate::plan::{Action, RolloutEvent, RolloutPlan};
 use crate::snapshot::{
-    AnalysisRunSummary, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ReplicaSetView,
-    SCALE_DOWN_DEADLINE_ANNOTATION, ServiceView, Snapshot,
+    AnalysisRunSummary, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION,
+    ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, ServiceView, Snapshot,
 };
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
@@ -30,6 +30,7 @@ pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
                         name: name.clone(),
                         pod_template_hash: Some(pod_template_hash.clone()),
                         revision: Some(*revision),
+                        revision_history: None,
                         spec_replicas: *replicas,
                         replicas: 0,
                         ready_replicas: 0,
@@ -53,6 +54,8 @@ pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
                         rs.scale_down_deadline = value.as_deref().and_then(|v| v.parse().ok());
                     } else if key == REVISION_ANNOTATION {
                         rs.revision = value.as_deref().and_then(|v| v.parse().ok());
+                    } else if key == REVISION_HISTORY_ANNOTATION {
+                        rs.revision_history.clone_from(value);
                     } else if key == POD_TEMPLATE_HASH_LABEL {
                         rs.pod_template_hash = value.clone();
                     }
@@ -196,4 +199,26 @@ pub(crate) fn create_new_replica_set(
         &format!("Created new replica set \"{name}\""),
         now,
     );
+}
+
+/// Makes an older ReplicaSet the newest revision again (a rollback to its template), keeping
+/// the revisions it had in `rollout.argoproj.io/revision-history`, as upstream does (the
+/// plugin's `history` reads it to show what was rolled back to).
+pub(crate) fn reuse_revision(rs: &ReplicaSetView, revision: i64, actions: &mut Vec<Action>) {
+    if let Some(previous) = rs.revision {
+        let history = match rs.revision_history.as_deref().filter(|h| !h.is_empty()) {
+            Some(history) => format!("{history},{previous}"),
+            None => previous.to_string(),
+        };
+        actions.push(Action::AnnotateReplicaSet {
+            name: rs.name.clone(),
+            key: REVISION_HISTORY_ANNOTATION.to_owned(),
+            value: Some(history),
+        });
+    }
+    actions.push(Action::AnnotateReplicaSet {
+        name: rs.name.clone(),
+        key: REVISION_ANNOTATION.to_owned(),
+        value: Some(revision.to_string()),
+    });
 }

@@ -7,10 +7,8 @@ use crate::conditions::{self, reason};
 use crate::hash::{pod_template_hash, same_pod_template};
 use crate::plan::{Action, RolloutEvent, RolloutPlan};
 use crate::preflight;
-use crate::snapshot::{
-    AnalysisRunKind, REVISION_ANNOTATION, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot,
-};
-use crate::world::{create_new_replica_set, settle};
+use crate::snapshot::{AnalysisRunKind, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot};
+use crate::world::{create_new_replica_set, reuse_revision, settle};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use ramp_api::rollout::{
@@ -221,11 +219,7 @@ fn plan_pass(snap: &Snapshot) -> Pass {
     };
     if new_rs.revision.is_some_and(|r| r < max_revision) {
         // Going back to an older ReplicaSet makes it the newest revision again.
-        pass.actions.push(Action::AnnotateReplicaSet {
-            name: new_rs.name.clone(),
-            key: REVISION_ANNOTATION.to_owned(),
-            value: Some((max_revision + 1).to_string()),
-        });
+        reuse_revision(new_rs, max_revision + 1, &mut pass.actions);
     }
     reconcile(&ctx, &mut pass, new_rs, &live);
     status::finish(&ctx, &mut pass, &old, Some(new_rs), &live);

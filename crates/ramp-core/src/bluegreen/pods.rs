@@ -262,6 +262,7 @@ mod tests {
             name: format!("web-{hash}"),
             pod_template_hash: Some(hash.to_owned()),
             revision: None,
+            revision_history: None,
             spec_replicas: 1,
             replicas: 1,
             ready_replicas: 1,

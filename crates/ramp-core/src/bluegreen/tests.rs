@@ -588,6 +588,7 @@ fn fast_rollback_to_a_previous_replica_set_still_up() {
     assert_eq!(
         log,
         s(&[
+            "web:1 rollout.argoproj.io/revision-history set",
             "web:1 rollout.argoproj.io/revision set",
             "web:1 scale-down-deadline cleared",
             "web-preview -> web:1",
@@ -597,6 +598,16 @@ fn fast_rollback_to_a_previous_replica_set_still_up() {
     );
     assert_eq!(phase(&sim), pair("Healthy", ""));
     assert_eq!(selectors(&sim), pair("web:1", "web:1"));
+    let web1 = sim
+        .world
+        .replica_sets
+        .iter()
+        .find(|rs| image_of(&sim, &rs.name) == "web:1");
+    assert_eq!(
+        web1.and_then(|rs| rs.revision_history.clone()).as_deref(),
+        Some("1"),
+        "the revision it had is kept"
+    );
     assert!(status(&sim).pause_conditions.is_none());
 }
 
