@@ -350,8 +350,13 @@ fn reconcile(
             to: stable_target,
         });
     }
+    // An aborted canary's scale-down deadline is set once its traffic is gone: after the
+    // routing writes of this plan, never before them.
+    let mut deadline_marks = Vec::new();
     if aborted {
+        let held_from = pass.actions.len();
         let waiting = steps::hold_aborted_canary(ctx, pass, &mut targets[0], stable_rs, &routing);
+        deadline_marks.extend(pass.actions.drain(held_from..));
         pass.waiting_on_delay |= waiting;
     } else if new_rs.scale_down_deadline.is_some() {
         // A retried or promoted canary is no longer on its way out.
@@ -407,6 +412,7 @@ fn reconcile(
         .collect();
     let mut ordered = scale_ups;
     ordered.extend(routing.actions.iter().cloned());
+    ordered.extend(deadline_marks);
     ordered.extend(scale_downs);
     for t in targets
         .iter()
