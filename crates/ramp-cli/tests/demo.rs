@@ -105,7 +105,12 @@ fn demo_bluegreen_previews_v2_promotes_it_and_scales_v1_down_within_a_minute() {
     }
     let paused_line = stdout
         .lines()
-        .find(|l| l.contains("Paused") && l.contains("BlueGreenPause"))
+        .find(|l| {
+            // A view line, not the RolloutPaused event printed under one.
+            !l.trim_start().starts_with("event:")
+                && l.contains("Paused")
+                && l.contains("BlueGreenPause")
+        })
         .expect("a paused line");
     assert!(
         paused_line.contains("active rev1") && paused_line.contains("preview rev2"),

@@ -117,6 +117,13 @@ fn story(writes: &[LoggedRequest]) -> Vec<String> {
                         Some(format!("deadline {name} {what}"))
                     } else if annotations.get("rollout.argoproj.io/revision").is_some() {
                         Some(format!("revision {name}"))
+                    } else if let Some(history) =
+                        annotations.get("rollout.argoproj.io/revision-history")
+                    {
+                        Some(format!(
+                            "revision-history {name} {}",
+                            history.as_str().unwrap_or("?")
+                        ))
                     } else {
                         Some(format!("patch {name} {body}"))
                     }
@@ -527,6 +534,7 @@ async fn going_back_to_a_revision_still_scaled_up_switches_at_once() {
     assert_eq!(
         story(&writes),
         vec![
+            format!("revision-history {v1} 1"),
             format!("revision {v1}"),
             format!("deadline {v1} cleared"),
             format!("{PREVIEW} -> {v1_hash}"),
