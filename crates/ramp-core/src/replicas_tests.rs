@@ -423,3 +423,14 @@ fn e2e_set_canary_scale_sequence_on_four_replicas() {
         .collect();
     assert_eq!(counts, vec![(0, 4), (1, 4), (1, 4), (3, 4), (2, 4)]);
 }
+
+/// Upstream's TestRolloutScalingDuringUpdate after scaling 8 → 4: the canary never became
+/// available, the stable's 4 available pods are all needed (maxUnavailable 0), so the excess
+/// over replicas + maxSurge comes off the canary.
+#[test]
+fn scaled_down_mid_update_with_an_unavailable_canary_stays_within_the_surge() {
+    assert_eq!(
+        basic(4, 100, budget(4, n(2), n(0)), pods(4, 4), pods(6, 0), 0),
+        (2, 4)
+    );
+}
