@@ -8,28 +8,6 @@ use canary_support::*;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
-fn istio_canary(steps: serde_json::Value) -> serde_json::Value {
-    json!({
-        "canaryService": "web-canary",
-        "stableService": "web-stable",
-        "scaleDownDelaySeconds": 1,
-        "trafficRouting": {"istio": {"virtualService": {"name": "web-vsvc", "routes": ["primary"]}}},
-        "steps": steps
-    })
-}
-
-async fn istio_cluster() -> Cluster {
-    let mut cluster = Cluster::start().await;
-    cluster
-        .create_services(&["web-stable", "web-canary"], "web")
-        .await;
-    cluster
-        .create_virtual_service("web-vsvc", "web-stable", "web-canary")
-        .await;
-    cluster.start_controller();
-    cluster
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_host_split_walks_every_weight_in_order_and_switches_stable_last() {
     let cluster = istio_cluster().await;

@@ -11,29 +11,6 @@ use ramp_sim::LoggedRequest;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-fn istio_canary(steps: Value) -> Value {
-    json!({
-        "canaryService": "web-canary",
-        "stableService": "web-stable",
-        "scaleDownDelaySeconds": 1,
-        "abortScaleDownDelaySeconds": 1,
-        "trafficRouting": {"istio": {"virtualService": {"name": "web-vsvc", "routes": ["primary"]}}},
-        "steps": steps
-    })
-}
-
-async fn istio_cluster() -> Cluster {
-    let mut cluster = Cluster::start().await;
-    cluster
-        .create_services(&["web-stable", "web-canary"], "web")
-        .await;
-    cluster
-        .create_virtual_service("web-vsvc", "web-stable", "web-canary")
-        .await;
-    cluster.start_controller();
-    cluster
-}
-
 fn summaries(writes: &[LoggedRequest]) -> Vec<String> {
     writes.iter().map(LoggedRequest::summary).collect()
 }

@@ -23,29 +23,6 @@ fn summaries(writes: &[LoggedRequest]) -> Vec<String> {
     writes.iter().map(LoggedRequest::summary).collect()
 }
 
-fn istio_canary(steps: Value) -> Value {
-    json!({
-        "canaryService": "web-canary",
-        "stableService": "web-stable",
-        "scaleDownDelaySeconds": 1,
-        "abortScaleDownDelaySeconds": 1,
-        "trafficRouting": {"istio": {"virtualService": {"name": "web-vsvc", "routes": ["primary"]}}},
-        "steps": steps
-    })
-}
-
-async fn istio_cluster() -> Cluster {
-    let mut cluster = Cluster::start().await;
-    cluster
-        .create_services(&["web-stable", "web-canary"], "web")
-        .await;
-    cluster
-        .create_virtual_service("web-vsvc", "web-stable", "web-canary")
-        .await;
-    cluster.start_controller();
-    cluster
-}
-
 /// Like [`Cluster::wait_rollout`], but a timeout shows the rollout's status and the
 /// controller's writes since `checkpoint`, which is what a failure needs to be diagnosed.
 async fn wait_or_dump(

@@ -664,30 +664,9 @@ async fn test_rollout_bad_to_good_set_weight_update() {
 // Istio: aborts, setCanaryScale, dynamicStableScale
 // ---------------------------------------------------------------------------------------------
 
-async fn istio_cluster() -> Cluster {
-    let mut cluster = Cluster::start().await;
-    cluster
-        .create_services(&["web-stable", "web-canary"], "web")
-        .await;
-    cluster
-        .create_virtual_service("web-vsvc", "web-stable", "web-canary")
-        .await;
-    cluster.start_controller();
-    cluster
-}
-
 /// An Istio host-split canary with `steps` and the given strategy fields on top.
 fn istio_canary(steps: Value, extra: Value) -> Value {
-    let mut canary = json!({
-        "canaryService": "web-canary",
-        "stableService": "web-stable",
-        "trafficRouting": {"istio": {"virtualService": {"name": "web-vsvc", "routes": ["primary"]}}},
-        "steps": steps
-    });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        canary[k] = v;
-    }
-    canary
+    istio_canary_with(steps, extra)
 }
 
 async fn vs_json(cluster: &Cluster) -> Value {

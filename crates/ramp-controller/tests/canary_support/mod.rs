@@ -507,3 +507,38 @@ pub async fn health_endpoint(health: Health) -> String {
     });
     format!("http://{address}/health")
 }
+
+/// A cluster with Services `web-stable`/`web-canary`, VirtualService `web-vsvc` splitting
+/// between them, and the controllers running.
+pub async fn istio_cluster() -> Cluster {
+    let mut cluster = Cluster::start().await;
+    cluster
+        .create_services(&["web-stable", "web-canary"], "web")
+        .await;
+    cluster
+        .create_virtual_service("web-vsvc", "web-stable", "web-canary")
+        .await;
+    cluster.start_controller();
+    cluster
+}
+
+/// An Istio host-split canary over [`istio_cluster`]'s objects with `steps`, and the strategy
+/// fields of `extra` on top.
+pub fn istio_canary_with(steps: Value, extra: Value) -> Value {
+    let mut canary = json!({
+        "canaryService": "web-canary",
+        "stableService": "web-stable",
+        "trafficRouting": {"istio": {"virtualService": {"name": "web-vsvc", "routes": ["primary"]}}},
+        "steps": steps
+    });
+    json_patch::merge(&mut canary, &extra);
+    canary
+}
+
+/// [`istio_canary_with`] with second-scale scale-down delays (1 s after promotion and abort).
+pub fn istio_canary(steps: Value) -> Value {
+    istio_canary_with(
+        steps,
+        json!({"scaleDownDelaySeconds": 1, "abortScaleDownDelaySeconds": 1}),
+    )
+}
