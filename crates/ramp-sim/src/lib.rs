@@ -11,6 +11,6 @@ pub mod traffic;
 pub mod workloads;
 
 pub use api::{
-    ErrorFault, FaultError, FaultTarget, Faults, LatencyFault, LoggedRequest, RequestLog, Sim,
-    SimConfig, SimError, SimHandle, Verb,
+    DeniedRequest, ErrorFault, FaultError, FaultTarget, Faults, LatencyFault, LoggedRequest,
+    RequestLog, Sim, SimConfig, SimError, SimHandle, Verb,
 };

@@ -12,6 +12,7 @@ mod gc;
 mod objects;
 mod openapi;
 mod protobuf;
+mod rbac;
 pub mod request_log;
 mod scale;
 mod server;
@@ -21,6 +22,7 @@ mod table;
 mod watch;
 
 pub use faults::{ErrorFault, FaultError, FaultTarget, Faults, LatencyFault, Verb};
+pub use rbac::{DeniedRequest, ServiceAccountUser};
 pub use request_log::{LoggedRequest, RequestLog};
 
 use catalog::GroupResource;
@@ -59,6 +61,9 @@ pub struct SimConfig {
     pub traffic_enabled: bool,
     pub traffic: crate::traffic::TrafficConfig,
     pub metrics_listen: SocketAddr,
+    /// Authenticate bearer tokens issued by `SimHandle::service_account_token` and authorize
+    /// them with the stored RBAC objects. Requests without a token stay cluster-admin.
+    pub rbac: bool,
 }
 
 impl Default for SimConfig {
@@ -76,6 +81,7 @@ impl Default for SimConfig {
             traffic_enabled: true,
             traffic: crate::traffic::TrafficConfig::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            rbac: false,
         }
     }
 }
@@ -126,6 +132,7 @@ impl Sim {
             gc_queue,
             config.bookmark_interval,
         ));
+        server.rbac.set_enabled(config.rbac);
         let gc_task = tokio::spawn(gc::run(Arc::downgrade(&server), gc_receiver));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -309,6 +316,76 @@ impl SimHandle {
     /// Every mutating request so far.
     pub fn request_log(&self) -> &RequestLog {
         &self.server.log
+    }
+
+    /// Issues a bearer token authenticating as ServiceAccount `namespace/name`
+    /// (`system:serviceaccount:<namespace>:<name>`); honoured only with `SimConfig::rbac`.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        let token = {
+            let mut state = self.server.lock();
+            format!("ramp-sim.{}.{}", state.new_uid(), state.new_uid())
+        };
+        self.server.rbac.register_token(
+            token.clone(),
+            ServiceAccountUser {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            },
+        );
+        token
+    }
+
+    /// A kube client authenticated as ServiceAccount `namespace/name`, defaulting to its
+    /// namespace.
+    pub fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<kube::Client, SimError> {
+        let token = self.service_account_token(namespace, name);
+        let client_error = |message: String| SimError::Client {
+            url: self.url.clone(),
+            message,
+        };
+        let uri = self
+            .url
+            .parse::<axum::http::Uri>()
+            .map_err(|e| client_error(e.to_string()))?;
+        let mut config = kube::Config::new(uri);
+        config.default_namespace = namespace.to_owned();
+        config.auth_info = serde_json::from_value(json!({ "token": token }))
+            .map_err(|e| client_error(e.to_string()))?;
+        kube::Client::try_from(config).map_err(|e| client_error(e.to_string()))
+    }
+
+    /// Writes a kubeconfig authenticating as ServiceAccount `namespace/name` with a fresh token
+    /// (for kubectl or `ramp controller`).
+    pub fn write_service_account_kubeconfig(
+        &self,
+        path: &Path,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), SimError> {
+        let token = self.service_account_token(namespace, name);
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: ramp-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: ramp-sim\n  context:\n    cluster: ramp-sim\n    user: {namespace}-{name}\n    namespace: {namespace}\ncurrent-context: ramp-sim\nusers:\n- name: {namespace}-{name}\n  user:\n    token: {token}\n",
+            url = self.url
+        );
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| SimError::Kubeconfig {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        std::fs::write(path, text).map_err(|source| SimError::Kubeconfig {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Every resource request RBAC refused so far, reads included.
+    pub fn denied_requests(&self) -> Vec<DeniedRequest> {
+        self.server.rbac.denied()
     }
 
     /// The current (latest) resourceVersion.

@@ -35,6 +35,8 @@ pub(crate) struct ApiServer {
     pub bookmark_interval: Duration,
     /// `host:port` the server listens on, for `/api`'s serverAddressByClientCIDRs.
     pub address: Mutex<String>,
+    /// Bearer tokens and RBAC decisions (off unless `SimConfig::rbac`).
+    pub rbac: super::rbac::Rbac,
 }
 
 impl ApiServer {
@@ -53,6 +55,7 @@ impl ApiServer {
             restarts: tokio::sync::watch::channel(0).0,
             bookmark_interval,
             address: Mutex::new(String::new()),
+            rbac: super::rbac::Rbac::default(),
         }
     }
 
@@ -176,6 +179,12 @@ async fn handle(server: Arc<ApiServer>, request: Request) -> Response {
         axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
             .map(|q| q.0.into_iter().collect())
             .unwrap_or_default();
+    // Discovery, OpenAPI and health stay open to any authenticated user, as
+    // system:discovery and system:public-info-viewer allow.
+    let user = match server.rbac.authenticate(&parts.headers) {
+        Ok(user) => user,
+        Err(err) => return err.into_response(),
+    };
     let route = match route(&server, &path) {
         Ok(route) => route,
         Err(err) => return err.into_response(),
@@ -224,7 +233,7 @@ async fn handle(server: Arc<ApiServer>, request: Request) -> Response {
             }
         }
         Route::Health => (StatusCode::OK, "ok").into_response(),
-        Route::Resource(target) => handle_resource(server, target, request).await,
+        Route::Resource(target) => handle_resource(server, target, request, user).await,
     }
 }
 
@@ -325,7 +334,12 @@ fn verb_of(method: &Method, target: &Target, request: &ApiRequest) -> ApiResult<
     })
 }
 
-async fn handle_resource(server: Arc<ApiServer>, target: Target, request: ApiRequest) -> Response {
+async fn handle_resource(
+    server: Arc<ApiServer>,
+    target: Target,
+    request: ApiRequest,
+    user: Option<super::rbac::ServiceAccountUser>,
+) -> Response {
     let verb = match verb_of(&request.method, &target, &request) {
         Ok(verb) => verb,
         Err(err) => return err.into_response(),
@@ -336,9 +350,19 @@ async fn handle_resource(server: Arc<ApiServer>, target: Target, request: ApiReq
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let outcome = match fault {
-        Some(err) => Err(err),
-        None => dispatch(&server, verb, &target, &request).await,
+    let authorized = match &user {
+        Some(user) => server.rbac.authorize(
+            &server.lock(),
+            user,
+            verb,
+            &target,
+            request.param("fieldSelector"),
+        ),
+        None => Ok(()),
+    };
+    let outcome = match (authorized, fault) {
+        (Err(err), _) | (Ok(()), Some(err)) => Err(err),
+        (Ok(()), None) => dispatch(&server, verb, &target, &request).await,
     };
     let (response, logged_name) = match outcome {
         Ok((response, name)) => (response, name),
