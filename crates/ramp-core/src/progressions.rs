@@ -351,3 +351,29 @@ fn progress_deadline_abort_returns_traffic_to_stable() {
             .any(|e| e.starts_with("ProgressDeadlineExceeded"))
     );
 }
+
+/// Argo CD's skip-current-step clears the pause and moves the index past it; the next pause
+/// step must still stop the rollout (the resume was for the skipped step only).
+#[test]
+fn skipping_a_paused_step_does_not_skip_the_next_pause() {
+    let mut sim = Sim::new(rollout(
+        4,
+        vec![weight(25), pause(None), weight(50), pause(None), weight(75)],
+        true,
+    ));
+    assert!(sim.run());
+    sim.set_image("web:2");
+    assert!(!sim.run());
+    assert_eq!(sim.status_mut().current_step_index, Some(1));
+    let st = sim.status_mut();
+    st.current_step_index = Some(2);
+    st.pause_conditions = None;
+    assert!(!sim.run(), "paused again at the next pause step");
+    let st = sim.world.rollout.status.clone().unwrap();
+    assert_eq!(st.current_step_index, Some(3));
+    assert_eq!(
+        st.pause_conditions.unwrap()[0].reason,
+        ramp_api::rollout::pause_reason::CANARY_PAUSE_STEP
+    );
+    assert_eq!(st.controller_pause, Some(true));
+}

@@ -38,6 +38,12 @@ pub(super) fn finish(
 ) {
     let now = ctx.now;
     let st = &mut pass.status;
+    // `controllerPause` with no pause condition means "a person resumed": the pass that saw it
+    // acted on it, so it must not outlive this pass (a later pause step would take it for its
+    // own resume, e.g. after Argo CD's skip-current-step moved past a pause).
+    if !st.has_pause_conditions() {
+        st.controller_pause = None;
+    }
     let total: i32 = live.iter().map(|rs| rs.replicas).sum();
     st.replicas = Some(total);
     st.updated_replicas = Some(new_rs.map_or(0, |rs| rs.replicas));
