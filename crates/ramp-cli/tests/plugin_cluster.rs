@@ -37,7 +37,7 @@ fn rollout_writes(cluster: &Cluster, since: usize) -> Vec<(Verb, String, Option<
     cluster
         .sim
         .request_log()
-        .since(since)
+        .since_settled(since, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(|e: &LoggedRequest| e.succeeded() && e.resource == "rollouts")
         .map(|e| {

@@ -251,7 +251,7 @@ async fn canary_release_with_an_analysis_step_under_the_live_controller() {
     let log: Vec<LoggedRequest> = cluster
         .sim
         .request_log()
-        .since(start)
+        .since_settled(start, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(|w| w.succeeded())
         .collect();
@@ -448,7 +448,7 @@ async fn abort_retry_full_promotion_and_undo_under_the_live_controller() {
     let phases: Vec<String> = cluster
         .sim
         .request_log()
-        .since(checkpoint)
+        .since_settled(checkpoint, std::time::Duration::from_secs(2))
         .iter()
         .filter(|w| w.succeeded() && w.resource == "rollouts")
         .filter_map(|w| {

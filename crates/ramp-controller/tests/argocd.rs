@@ -327,7 +327,7 @@ fn assert_action_logged(cluster: &Cluster, since: usize, name: &str, sent: &Acti
     let log: Vec<LoggedRequest> = cluster
         .sim
         .request_log()
-        .since(since)
+        .since_settled(since, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(|w| w.resource == "rollouts" && w.name.as_deref() == Some(name))
         .filter(|w| w.succeeded())
@@ -912,7 +912,7 @@ async fn canary_resume_and_promote_full_then_restart() {
     let newest_pod = cluster
         .sim
         .request_log()
-        .since(0)
+        .since_settled(0, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(|w| w.resource == "pods" && w.subresource.is_none() && w.succeeded())
         .map(|w| w.time)
@@ -965,7 +965,7 @@ async fn canary_resume_and_promote_full_then_restart() {
     let evictions = cluster
         .sim
         .request_log()
-        .since(start)
+        .since_settled(start, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(|w| w.subresource.as_deref() == Some("eviction") && w.succeeded())
         .count();

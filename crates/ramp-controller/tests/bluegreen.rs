@@ -150,7 +150,7 @@ fn log_since(cluster: &Cluster, checkpoint: usize) -> Vec<LoggedRequest> {
     cluster
         .sim
         .request_log()
-        .since(checkpoint)
+        .since_settled(checkpoint, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(LoggedRequest::succeeded)
         .collect()

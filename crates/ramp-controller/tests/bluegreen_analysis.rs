@@ -123,11 +123,10 @@ fn switch_to(service: &'static str, hash: String) -> impl Fn(&LoggedRequest) -> 
 /// Waits until Prometheus holds a scrape of every target (a fresh server answers empty
 /// vectors for a few seconds).
 async fn wait_scraping(prometheus: &Prometheus) {
-    eventually("prometheus scraped its targets", 30, || async {
-        let up = prometheus.query("min(up)").await.ok()?;
-        (up[0]["value"][1] == "1").then_some(())
-    })
-    .await;
+    prometheus
+        .wait_for_targets(Duration::from_secs(30))
+        .await
+        .expect("prometheus scrapes the sim");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -341,7 +341,7 @@ async fn subset_split_labels_subsets_by_hash_around_every_weight_and_ends_on_the
     let all: Vec<LoggedRequest> = cluster
         .sim
         .request_log()
-        .since(start)
+        .since_settled(start, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(LoggedRequest::succeeded)
         .collect();
@@ -978,7 +978,7 @@ async fn a_writer_editing_throughout_the_rollout_loses_nothing_and_weights_stay_
     let all_writes: Vec<LoggedRequest> = cluster
         .sim
         .request_log()
-        .since(start)
+        .since_settled(start, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(LoggedRequest::succeeded)
         .collect();

@@ -665,7 +665,7 @@ async fn a_cluster_argo_rollouts_ran_is_adopted_without_touching_a_pod() {
     let all: Vec<LoggedRequest> = cluster
         .sim
         .request_log()
-        .since(start)
+        .since_settled(start, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(|w| w.succeeded())
         .collect();
@@ -890,7 +890,10 @@ async fn restart_at_evicts_every_older_pod_one_at_a_time_then_records_restarted_
     assert_eq!(status_of(&done).restarted_at.map(|t| t.0), Some(restart_at));
     cluster.wait_healthy("web", 10).await;
 
-    let log = cluster.sim.request_log().since(start);
+    let log = cluster
+        .sim
+        .request_log()
+        .since_settled(start, std::time::Duration::from_secs(2));
     let evicted: Vec<String> = log
         .iter()
         .filter(|w| w.subresource.as_deref() == Some("eviction") && w.succeeded())
@@ -959,7 +962,7 @@ async fn restart_at_waits_while_a_disruption_budget_refuses_evictions() {
         cluster
             .sim
             .request_log()
-            .since(start)
+            .since_settled(start, std::time::Duration::from_secs(2))
             .iter()
             .any(|w| w.subresource.as_deref() == Some("eviction") && w.code == 429)
             .then_some(())
@@ -985,7 +988,7 @@ async fn restart_at_waits_while_a_disruption_budget_refuses_evictions() {
     let evicted = cluster
         .sim
         .request_log()
-        .since(start)
+        .since_settled(start, std::time::Duration::from_secs(2))
         .iter()
         .filter(|w| w.subresource.as_deref() == Some("eviction") && w.code == 201)
         .count();

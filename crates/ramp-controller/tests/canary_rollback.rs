@@ -93,7 +93,7 @@ async fn a_rollback_within_the_window_to_scaled_down_pods_waits_for_them_before_
     let all: Vec<LoggedRequest> = cluster
         .sim
         .request_log()
-        .since(checkpoint)
+        .since_settled(checkpoint, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(|w| w.succeeded())
         .collect();

@@ -736,7 +736,7 @@ fn full_log(cluster: &Cluster, checkpoint: usize) -> Vec<LoggedRequest> {
     cluster
         .sim
         .request_log()
-        .since(checkpoint)
+        .since_settled(checkpoint, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(|w| w.succeeded())
         .collect()

@@ -334,7 +334,7 @@ fn assert_nothing_denied(cluster: &Cluster) {
     let refused_writes: Vec<String> = cluster
         .sim
         .request_log()
-        .since(0)
+        .since_settled(0, std::time::Duration::from_secs(2))
         .iter()
         .filter(|w| w.code == 401 || w.code == 403)
         .map(|w| w.summary())

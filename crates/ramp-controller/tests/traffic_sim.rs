@@ -210,7 +210,9 @@ async fn istio_weights_header_route_and_someone_elses_edits() {
         writes[0].summary,
         "VirtualService `rollout-vsvc` set to desiredWeight '10'"
     );
-    let logged: Vec<_> = sim.request_log().since(checkpoint);
+    let logged: Vec<_> = sim
+        .request_log()
+        .since_settled(checkpoint, std::time::Duration::from_secs(2));
     assert_eq!(logged.len(), 1, "exactly one write: {logged:?}");
     assert_eq!(logged[0].verb, Verb::Patch);
     assert_eq!(logged[0].resource, "virtualservices");
@@ -241,7 +243,11 @@ async fn istio_weights_header_route_and_someone_elses_edits() {
             .expect("no-op")
             .is_empty()
     );
-    assert!(sim.request_log().since(checkpoint).is_empty());
+    assert!(
+        sim.request_log()
+            .since_settled(checkpoint, std::time::Duration::from_secs(2))
+            .is_empty()
+    );
 
     // Someone else adds retries to the managed route, a route of their own and a top-level field.
     vs.patch(
@@ -389,7 +395,7 @@ async fn conflicts_are_retried_a_bounded_number_of_times() {
     assert!(err.is_transient());
     let attempts = sim
         .request_log()
-        .since(checkpoint)
+        .since_settled(checkpoint, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(|e| e.verb == Verb::Patch && e.resource == "virtualservices")
         .count();
@@ -466,7 +472,7 @@ async fn subset_split_labels_subsets_before_raising_weight_and_keeps_foreign_sub
     );
     let order: Vec<String> = sim
         .request_log()
-        .since(checkpoint)
+        .since_settled(checkpoint, std::time::Duration::from_secs(2))
         .into_iter()
         .map(|e| e.resource)
         .collect();
@@ -503,7 +509,7 @@ async fn subset_split_labels_subsets_before_raising_weight_and_keeps_foreign_sub
     routers.apply(&target, &rollback).await.expect("applied");
     let order: Vec<String> = sim
         .request_log()
-        .since(checkpoint)
+        .since_settled(checkpoint, std::time::Duration::from_secs(2))
         .into_iter()
         .map(|e| e.resource)
         .collect();
@@ -578,7 +584,9 @@ async fn service_selectors_switch_and_refuse_foreign_services() {
         .expect("switched")
         .expect("a write");
     assert_eq!(write.reason, "SwitchService");
-    let logged = sim.request_log().since(checkpoint);
+    let logged = sim
+        .request_log()
+        .since_settled(checkpoint, std::time::Duration::from_secs(2));
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].patch_type.as_deref(), Some("strategic"));
     let service = api.get("rollout-canary").await.expect("exists");
@@ -733,7 +741,9 @@ async fn nginx_canary_ingress_created_then_patched_keeping_others_annotations() 
     };
     let checkpoint = sim.request_log().len();
     routers.apply(&target, &cohort).await.expect("patched");
-    let logged = sim.request_log().since(checkpoint);
+    let logged = sim
+        .request_log()
+        .since_settled(checkpoint, std::time::Duration::from_secs(2));
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].patch_type.as_deref(), Some("merge"));
     let body = logged[0].body.clone().expect("body");
@@ -825,7 +835,10 @@ async fn several_virtual_services_across_namespaces_at_v1beta1() {
             "VirtualService mesh/edge"
         ]
     );
-    for entry in sim.request_log().since(checkpoint) {
+    for entry in sim
+        .request_log()
+        .since_settled(checkpoint, std::time::Duration::from_secs(2))
+    {
         assert_eq!(
             (entry.group.as_str(), entry.version.as_str()),
             ("networking.istio.io", "v1beta1")

@@ -229,6 +229,26 @@ impl Prometheus {
         }
     }
 
+    /// Waits until every target has been scraped once (`min(up) == 1`): a fresh server is
+    /// ready seconds before its first scrape, and queries answer empty vectors meanwhile.
+    pub async fn wait_for_targets(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(up) = self.query("min(up)").await
+                && up[0]["value"][1] == "1"
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "prometheus at {} scraped no target within {within:?}",
+                    self.url
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The result of an instant query (`data.result`), or why there is none.
     pub async fn query(&self, query: &str) -> Result<serde_json::Value, String> {
         let path = format!("/api/v1/query?query={}", percent_encode(query));

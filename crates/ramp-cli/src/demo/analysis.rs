@@ -48,6 +48,10 @@ impl Source {
                 .await
                 .map_err(anyhow::Error::msg)
                 .context("cannot start Prometheus")?;
+            prometheus
+                .wait_for_targets(Duration::from_secs(20))
+                .await
+                .map_err(anyhow::Error::msg)?;
             return Ok(Self::Prometheus(prometheus));
         }
         let base = metrics.trim_end_matches("/metrics").to_owned();

@@ -188,7 +188,7 @@ impl LiveCluster {
     pub fn plugin_writes(&self, from: usize, to: usize) -> Vec<RolloutWrite> {
         self.sim
             .request_log()
-            .since(from)
+            .since_settled(from, std::time::Duration::from_secs(2))
             .into_iter()
             .take(to.saturating_sub(from))
             .filter(|e: &LoggedRequest| e.succeeded() && e.resource == "rollouts")
@@ -270,7 +270,7 @@ impl LiveCluster {
     pub fn canary_weight_writes(&self, name: &str, checkpoint: usize) -> Vec<i64> {
         self.sim
             .request_log()
-            .since(checkpoint)
+            .since_settled(checkpoint, std::time::Duration::from_secs(2))
             .into_iter()
             .filter(|w| {
                 w.succeeded() && w.resource == "virtualservices" && w.name.as_deref() == Some(name)

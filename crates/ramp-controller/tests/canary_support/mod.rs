@@ -291,7 +291,7 @@ pub fn rollout_manifest(name: &str, replicas: i32, canary: Value) -> Value {
 /// ReplicaSets, events, leases).
 pub fn controller_writes(sim: &SimHandle, checkpoint: usize) -> Vec<LoggedRequest> {
     sim.request_log()
-        .since(checkpoint)
+        .since_settled(checkpoint, Duration::from_secs(2))
         .into_iter()
         .filter(|w| w.succeeded())
         .filter(|w| {
@@ -443,7 +443,7 @@ pub fn log_until(
 ) -> Vec<LoggedRequest> {
     let all: Vec<LoggedRequest> = sim
         .request_log()
-        .since(checkpoint)
+        .since_settled(checkpoint, Duration::from_secs(2))
         .into_iter()
         .filter(|w| w.succeeded())
         .collect();

@@ -183,6 +183,27 @@ impl RequestLog {
         })
     }
 
+    /// Like [`RequestLog::since`], once every request that had arrived when it was called has
+    /// been answered (waiting at most `within`). A request's effect can be visible to another
+    /// client a moment before its entry is filled in; a caller that saw the effect and then
+    /// reads the log wants the entry too. Blocks the calling thread while it waits.
+    pub fn since_settled(&self, n: usize, within: std::time::Duration) -> Vec<LoggedRequest> {
+        let until = self.len();
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let pending = {
+                let entries = self.lock();
+                let from = n.saturating_sub(entries.dropped);
+                let to = until.saturating_sub(entries.dropped);
+                entries.kept.iter().take(to).skip(from).any(Option::is_none)
+            };
+            if !pending || std::time::Instant::now() >= deadline {
+                return self.since(n);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     /// Entries after the first `n`: what happened since a checkpoint taken with `len()`.
     pub fn since(&self, n: usize) -> Vec<LoggedRequest> {
         let entries = self.lock();
@@ -198,6 +219,30 @@ impl RequestLog {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn settled_reads_wait_for_requests_still_being_answered() {
+        let log = RequestLog::default();
+        let slot = log.reserve();
+        let filler = log.clone();
+        let answer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            filler.fill(slot, entry("a", "pods", None, 200));
+        });
+        assert_eq!(log.since(0).len(), 0, "not answered yet");
+        let settled = log.since_settled(0, std::time::Duration::from_secs(5));
+        assert_eq!(settled.len(), 1, "waited for the answer");
+        answer.join().unwrap();
+        // A request that never gets its answer only costs the wait.
+        let _pending = log.reserve();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            log.since_settled(0, std::time::Duration::from_millis(30))
+                .len(),
+            1
+        );
+        assert!(started.elapsed() >= std::time::Duration::from_millis(30));
+    }
+
     use super::*;
 
     fn entry(name: &str, resource: &str, subresource: Option<&str>, code: u16) -> LoggedRequest {
