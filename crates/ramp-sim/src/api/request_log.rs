@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(log.since(0).len(), 0, "not answered yet");
         let settled = log.since_settled(0, std::time::Duration::from_secs(5));
         assert_eq!(settled.len(), 1, "waited for the answer");
-        answer.join().unwrap();
+        answer.join().expect("the answering thread ends");
         // A request that never gets its answer only costs the wait.
         let _pending = log.reserve();
         let started = std::time::Instant::now();
