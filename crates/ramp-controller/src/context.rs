@@ -2,6 +2,7 @@
 //! cache, and a little per-rollout memory (the traffic last applied, our own recent writes not
 //! yet seen by the caches, the failure count for backoff). No decisions are made here.
 
+use crate::memory::{Gone, Memory};
 use crate::traffic::{IstioApiVersion, ServiceSelectors, TrafficRouters};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::Client;
@@ -11,7 +12,6 @@ use ramp_api::analysis::AnalysisRun;
 use ramp_api::rollout::Rollout;
 use ramp_core::TrafficIntent;
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How the Rollout controller runs.
@@ -83,7 +83,7 @@ pub struct Context {
     /// Every AnalysisRun a rollout created, pruned of its metrics and measurements.
     pub analysis_runs: Store<AnalysisRun>,
     pub config: ControllerConfig,
-    memory: Mutex<HashMap<String, RolloutMemory>>,
+    memory: Memory<RolloutMemory>,
 }
 
 impl Context {
@@ -100,7 +100,7 @@ impl Context {
             replica_sets,
             analysis_runs: kube::runtime::reflector::store().0,
             config,
-            memory: Mutex::new(HashMap::new()),
+            memory: Memory::default(),
         }
     }
 
@@ -112,20 +112,17 @@ impl Context {
 
     /// The memory of the rollout with this uid.
     pub(crate) fn with_memory<T>(&self, uid: &str, f: impl FnOnce(&mut RolloutMemory) -> T) -> T {
-        let mut memory = self.lock();
-        f(memory.entry(uid.to_owned()).or_default())
+        self.memory.with(uid, f)
     }
 
-    /// Forgets a rollout that no longer exists.
-    pub(crate) fn forget(&self, uid: &str) {
-        self.lock().remove(uid);
+    /// Forgets rollouts that no longer exist.
+    pub(crate) fn forget(&self, gone: &Gone) {
+        self.memory.forget(gone);
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, RolloutMemory>> {
-        // A panic elsewhere while holding the lock leaves plain data behind; keep serving.
-        self.memory
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Rollouts remembered (the memory must not outgrow the rollouts that exist).
+    pub fn remembered(&self) -> usize {
+        self.memory.len()
     }
 }
 

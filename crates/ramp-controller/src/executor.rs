@@ -26,11 +26,22 @@ use std::collections::BTreeMap;
 /// attempted and the status was not written: the next reconcile plans again from the world as
 /// it then is.
 pub async fn apply_plan(ctx: &Context, rollout: &Rollout, plan: &RolloutPlan) -> Result<(), Error> {
+    let acted = || {
+        if let Some(metrics) = &ctx.config.metrics {
+            metrics.rollout_acted(
+                &rollout.namespace().unwrap_or_default(),
+                &rollout.name_any(),
+            );
+        }
+    };
     let mut router_writes = Vec::new();
     for action in &plan.actions {
         apply_action(ctx, rollout, action, &mut router_writes).await?;
+        acted();
     }
-    write_status(ctx, rollout, plan).await?;
+    if write_status(ctx, rollout, plan).await? {
+        acted();
+    }
     let router_events = router_writes
         .into_iter()
         // The plan already announces selector switches and weight changes in upstream's words.
@@ -419,7 +430,8 @@ fn new_replica_set(
 
 /// Writes the status fields that differ from what was read, plus `observedGeneration`; writes
 /// nothing when nothing differs.
-async fn write_status(ctx: &Context, rollout: &Rollout, plan: &RolloutPlan) -> Result<(), Error> {
+/// Writes the plan's status when it differs from the rollout's; whether it wrote.
+async fn write_status(ctx: &Context, rollout: &Rollout, plan: &RolloutPlan) -> Result<bool, Error> {
     let name = rollout.name_any();
     let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
     let object = format!("Rollout {namespace}/{name}");
@@ -430,7 +442,7 @@ async fn write_status(ctx: &Context, rollout: &Rollout, plan: &RolloutPlan) -> R
     let old = serde_json::to_value(rollout.status.clone().unwrap_or_default()).map_err(encode)?;
     let new = serde_json::to_value(&plan.status).map_err(encode)?;
     let Some(mut diff) = merge_diff(&old, &new) else {
-        return Ok(());
+        return Ok(false);
     };
     if let (Value::Object(fields), Some(generation)) = (&mut diff, &plan.status.observed_generation)
     {
@@ -447,7 +459,7 @@ async fn write_status(ctx: &Context, rollout: &Rollout, plan: &RolloutPlan) -> R
         .map_err(|e| Error::api(object.clone(), "patch status", e))?;
     let uid = rollout.uid().unwrap_or_default();
     ctx.with_memory(&uid, |m| m.rollout = Some(written));
-    Ok(())
+    Ok(true)
 }
 
 /// The JSON merge patch (RFC 7386) turning `old` into `new`; `None` when they are equal.

@@ -6,6 +6,7 @@ pub mod analysis_run;
 pub mod context;
 pub mod error;
 pub mod executor;
+pub mod memory;
 pub mod metrics;
 pub mod ops;
 pub mod rollout;

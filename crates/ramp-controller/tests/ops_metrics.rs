@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ops_support::{RunningController, http_get, serve_endpoints, short_lease, sim_config};
+use ops_support::{RunningController, controller_lease, http_get, serve_endpoints, sim_config};
 
 /// Scrapes until every line in `wanted` is in the exposition.
 async fn scrape_until(addr: SocketAddr, what: &str, wanted: &[String]) -> String {
@@ -167,7 +167,15 @@ async fn metrics_describe_live_rollouts_and_runs_and_forget_deleted_ones() {
         "analysis_run_reconcile for check:\n{body}"
     );
 
-    // Deleted objects take every series of theirs with them.
+    for controller in ["rollout", "analysisrun"] {
+        let remembered = sample(
+            &body,
+            &format!(r#"ramp_remembered_objects{{controller="{controller}"}}"#),
+        );
+        assert_eq!(remembered, Some(1.0), "{controller} memory:\n{body}");
+    }
+
+    // Deleted objects take every series of theirs, and the controllers' memory of them, along.
     cluster
         .rollouts()
         .delete("web", &DeleteParams::default())
@@ -181,7 +189,12 @@ async fn metrics_describe_live_rollouts_and_runs_and_forget_deleted_ones() {
         20,
         || async move {
             let (_, body) = http_get(addr, "/metrics").await;
-            (!body.contains(r#"name="web""#) && !body.contains(r#"name="check""#)).then_some(())
+            let forgotten = ["rollout", "analysisrun"].iter().all(|controller| {
+                let series = format!(r#"ramp_remembered_objects{{controller="{controller}"}}"#);
+                sample(&body, &series) == Some(0.0)
+            });
+            (forgotten && !body.contains(r#"name="web""#) && !body.contains(r#"name="check""#))
+                .then_some(())
         },
     )
     .await;
@@ -191,7 +204,7 @@ async fn metrics_describe_live_rollouts_and_runs_and_forget_deleted_ones() {
 async fn readiness_follows_standby_leadership_and_shutdown() {
     let cluster = Cluster::start().await;
     // Another replica leads first.
-    let mut other = LeaderElector::new(cluster.client.clone(), short_lease("other")).unwrap();
+    let mut other = LeaderElector::new(cluster.client.clone(), controller_lease("other")).unwrap();
     assert_eq!(other.try_acquire_or_renew().await.unwrap(), Attempt::Held);
     let (step_down, stepped_down) = tokio::sync::oneshot::channel::<()>();
     let other_task = tokio::spawn(async move {
@@ -201,7 +214,7 @@ async fn readiness_follows_standby_leadership_and_shutdown() {
         }
     });
 
-    let mut controller = RunningController::start(&cluster.sim, "a", Some(short_lease("a")));
+    let mut controller = RunningController::start(&cluster.sim, "a", Some(controller_lease("a")));
     let addr = serve_endpoints(controller.metrics.clone(), controller.health.clone()).await;
     assert_eq!(http_get(addr, "/healthz").await, (200, "ok".to_owned()));
     let body = eventually("ready while standing by", 10, || async move {

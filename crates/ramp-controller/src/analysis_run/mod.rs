@@ -5,6 +5,7 @@
 
 mod status_patch;
 
+use crate::memory::{Gone, Memory};
 use crate::metrics::{self, MeasureContext, ProviderConfig, Providers};
 use futures::{Future, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -21,7 +22,7 @@ use ramp_core::analysis::run::{
     MeasurementOutcome, MeasurementTask, RunEvent, plan_measurements, reconcile,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use status_patch::merge_diff;
@@ -109,24 +110,12 @@ struct Context {
     providers: Providers,
     recorder: Recorder,
     config: AnalysisRunConfig,
-    memory: Mutex<HashMap<String, RunMemory>>,
+    memory: Memory<RunMemory>,
 }
 
 impl Context {
     fn with_memory<T>(&self, uid: &str, f: impl FnOnce(&mut RunMemory) -> T) -> T {
-        let mut memory = self.lock();
-        f(memory.entry(uid.to_owned()).or_default())
-    }
-
-    fn forget(&self, uid: &str) {
-        self.lock().remove(uid);
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, RunMemory>> {
-        // A panic elsewhere while holding the lock leaves plain data behind; keep serving.
-        self.memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.memory.with(uid, f)
     }
 }
 
@@ -157,14 +146,24 @@ pub async fn run(
         ),
         recorder: Recorder::new(client.clone(), reporter),
         client,
-        memory: Mutex::new(HashMap::new()),
+        memory: Memory::default(),
         config: config.clone(),
     });
     let selector = crate::ops::scope::instance_selector(config.instance_id.as_deref());
+    if let Some(metrics) = &config.metrics {
+        // Weak: the context holds the metrics, so a strong reference back would never drop.
+        let ctx = Arc::downgrade(&ctx);
+        metrics.register_memory(
+            crate::ops::metrics::ControllerKind::AnalysisRun,
+            move || ctx.upgrade().map_or(0, |ctx| ctx.memory.len()),
+        );
+    }
+    let memory = ctx.clone();
     let (cached_runs, run_events) = crate::ops::metrics::own_objects(
         runs,
         watcher::Config::default().labels(&selector),
         config.metrics.as_ref(),
+        move |gone| memory.memory.forget(gone),
     );
     let controller = Controller::for_stream(run_events, cached_runs);
     let reconcile = crate::ops::metrics::timed(
@@ -198,7 +197,7 @@ async fn reconcile_run(
     };
     let uid = cached.uid().unwrap_or_default();
     if cached.meta().deletion_timestamp.is_some() {
-        ctx.forget(&uid);
+        ctx.memory.forget(&Gone::One(uid));
         return Ok(Action::await_change());
     }
     let run = freshest(&ctx, &uid, cached);

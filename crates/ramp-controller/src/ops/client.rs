@@ -193,7 +193,6 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (kind, verb) = classify(request.method(), request.uri());
-        let status_write = rollout_status_write(request.method(), request.uri());
         let answer = self.inner.call(request);
         let metrics = self.metrics.clone();
         Box::pin(async move {
@@ -203,10 +202,6 @@ where
                     Ok(response) => response.status().as_u16().to_string(),
                     Err(_) => "error".to_owned(),
                 };
-                let written = matches!(&outcome, Ok(response) if response.status().is_success());
-                if let (true, Some((namespace, name))) = (written, status_write) {
-                    metrics.rollout_status_written(&namespace, &name);
-                }
                 metrics.request(RequestLabels {
                     kind,
                     verb,
@@ -263,27 +258,6 @@ pub fn classify(method: &Method, uri: &http::Uri) -> (String, &'static str) {
     (kind, verb)
 }
 
-/// `(namespace, name)` when the request writes a Rollout's status.
-fn rollout_status_write(method: &Method, uri: &http::Uri) -> Option<(String, String)> {
-    if !matches!(*method, Method::PATCH | Method::PUT) {
-        return None;
-    }
-    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
-    match segments.as_slice() {
-        [
-            "apis",
-            "argoproj.io",
-            _,
-            "namespaces",
-            namespace,
-            "rollouts",
-            name,
-            "status",
-        ] => Some(((*namespace).to_owned(), (*name).to_owned())),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,33 +312,6 @@ mod tests {
         assert_eq!(
             classified(Method::GET, "/apis/argoproj.io/v1alpha1"),
             ("discovery".to_owned(), "get")
-        );
-    }
-
-    #[test]
-    fn only_rollout_status_writes_name_a_rollout() {
-        let target =
-            |method, uri: &str| rollout_status_write(&method, &uri.parse().unwrap_or_default());
-        assert_eq!(
-            target(
-                Method::PATCH,
-                "/apis/argoproj.io/v1alpha1/namespaces/prod/rollouts/web/status"
-            ),
-            Some(("prod".to_owned(), "web".to_owned()))
-        );
-        assert_eq!(
-            target(
-                Method::PATCH,
-                "/apis/argoproj.io/v1alpha1/namespaces/prod/rollouts/web"
-            ),
-            None
-        );
-        assert_eq!(
-            target(
-                Method::GET,
-                "/apis/argoproj.io/v1alpha1/namespaces/prod/rollouts/web/status"
-            ),
-            None
         );
     }
 

@@ -3,15 +3,17 @@
 //! controllers' caches at scrape time; per-object counters are dropped with their object.
 //! Rendering is the Prometheus text format 0.0.4; serving it is `ops::http`'s job.
 
+use crate::memory::Gone;
 use futures::future::BoxFuture;
 use futures::{Stream, TryStreamExt};
-use kube::Resource;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector;
 use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
 use ramp_api::analysis::{AnalysisPhase, AnalysisRun, Metric};
 use ramp_api::rollout::Rollout;
 use serde::de::DeserializeOwned;
@@ -119,7 +121,10 @@ struct Recorded {
 struct Reactions {
     /// The newest `metadata.generation` seen per rollout.
     generations: HashMap<ObjectKey, i64>,
-    /// Rollouts with a new generation and no status write since: when it arrived.
+    /// Rollouts' AnalysisRuns seen without a verdict yet, by uid: the rollout they belong to.
+    undecided_runs: HashMap<String, ObjectKey>,
+    /// Rollouts with a trigger (a new generation, a run's verdict) and no write since: when
+    /// the first such trigger arrived.
     waiting: HashMap<ObjectKey, Instant>,
 }
 
@@ -151,11 +156,21 @@ pub trait CachedKind: Resource<DynamicType = ()> + Clone + Sized + 'static {
     /// One watch event of the kind (reaction tracking); nothing by default.
     #[doc(hidden)]
     fn observe(_metrics: &Metrics, _event: &watcher::Event<Self>) {}
+
+    /// Drops from a cached object what no reconcile reads, before it enters the store.
+    #[doc(hidden)]
+    fn prune(&mut self);
 }
 
 impl CachedKind for GuardedRollout {
     fn register(metrics: &Metrics, store: Store<Self>, synced: Arc<AtomicBool>) {
         *lock(&metrics.rollouts) = Some(Cache { store, synced });
+    }
+
+    fn prune(&mut self) {
+        if let Ok(rollout) = &mut self.0 {
+            prune_metadata(&mut rollout.metadata);
+        }
     }
 
     fn observe(metrics: &Metrics, event: &watcher::Event<Self>) {
@@ -172,7 +187,28 @@ impl CachedKind for GuardedRun {
     fn register(metrics: &Metrics, store: Store<Self>, synced: Arc<AtomicBool>) {
         *lock(&metrics.analysis_runs) = Some(Cache { store, synced });
     }
+
+    fn prune(&mut self) {
+        if let Ok(run) = &mut self.0 {
+            prune_metadata(&mut run.metadata);
+        }
+    }
 }
+
+/// Drops the metadata no controller reads and that can outweigh the object itself: the field
+/// managers' records and `kubectl apply`'s copy of the last applied manifest. Every write Ramp
+/// makes is a patch, so a pruned copy never goes back to the API server.
+pub fn prune_metadata(metadata: &mut ObjectMeta) {
+    metadata.managed_fields = None;
+    if let Some(annotations) = metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            metadata.annotations = None;
+        }
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The watch of a controller's own objects, for `Controller::for_stream`: reflected into the
 /// returned store, which `metrics` (when set) reads, with a flag raised by the first complete
@@ -182,6 +218,7 @@ pub fn own_objects<K>(
     api: Api<K>,
     config: watcher::Config,
     metrics: Option<&Arc<Metrics>>,
+    gone: impl Fn(&Gone) + Send + Sync + 'static,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -195,12 +232,24 @@ where
         K::register(metrics, store.clone(), synced.clone());
     }
     let metrics = metrics.cloned();
+    let cached = store.clone();
     let events = watcher(api, config)
         .default_backoff()
+        .modify(K::prune)
         .reflect(writer)
         .inspect_ok(move |event| {
-            if matches!(event, watcher::Event::InitDone) {
-                synced.store(true, Ordering::SeqCst);
+            match event {
+                watcher::Event::InitDone => {
+                    synced.store(true, Ordering::SeqCst);
+                    let live = cached.state().iter().filter_map(|o| o.uid()).collect();
+                    gone(&Gone::AllBut(live));
+                }
+                watcher::Event::Delete(object) => {
+                    if let Some(uid) = object.uid() {
+                        gone(&Gone::One(uid));
+                    }
+                }
+                watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::Apply(_) => {}
             }
             if let Some(metrics) = &metrics {
                 K::observe(metrics, event);
@@ -217,7 +266,11 @@ pub struct Metrics {
     rollouts: Mutex<Option<Cache<GuardedRollout>>>,
     analysis_runs: Mutex<Option<Cache<GuardedRun>>>,
     reactions: Mutex<Reactions>,
+    /// How many objects each controller keeps per-object memory for.
+    remembered: Mutex<BTreeMap<ControllerKind, RememberedCount>>,
 }
+
+type RememberedCount = Box<dyn Fn() -> usize + Send + Sync>;
 
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -236,7 +289,18 @@ impl Metrics {
             rollouts: Mutex::new(None),
             analysis_runs: Mutex::new(None),
             reactions: Mutex::new(Reactions::default()),
+            remembered: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Reports `count` (the objects a controller remembers between reconciles) as
+    /// `ramp_remembered_objects`: it follows the objects that exist and never outgrows them.
+    pub fn register_memory(
+        &self,
+        controller: ControllerKind,
+        count: impl Fn() -> usize + Send + Sync + 'static,
+    ) {
+        lock(&self.remembered).insert(controller, Box::new(count));
     }
 
     /// Whether both controllers' caches hold their first full list.
@@ -306,9 +370,39 @@ impl Metrics {
         reactions.waiting.remove(&key);
     }
 
-    /// The controller wrote a rollout's status: the end of a waiting reaction
-    /// (`ramp_reaction_seconds`).
-    pub fn rollout_status_written(&self, namespace: &str, name: &str) {
+    /// A watch event of an AnalysisRun a rollout created: a run seen without a verdict that now
+    /// has one (the moment an abort or the next step becomes due) starts a reaction for its
+    /// rollout. Runs first seen with a verdict, at a (re)list, start nothing.
+    pub fn rollout_run_seen(&self, event: &watcher::Event<AnalysisRun>) {
+        let mut reactions = lock(&self.reactions);
+        match event {
+            watcher::Event::Apply(run) | watcher::Event::InitApply(run) => {
+                let Some(uid) = run.uid() else { return };
+                if !run.is_completed() {
+                    if let Some(owner) = run.owner_references().iter().find(|o| o.kind == "Rollout")
+                    {
+                        let key = (run.namespace().unwrap_or_default(), owner.name.clone());
+                        reactions.undecided_runs.insert(uid, key);
+                    }
+                } else if let Some(rollout) = reactions.undecided_runs.remove(&uid) {
+                    reactions
+                        .waiting
+                        .entry(rollout)
+                        .or_insert_with(Instant::now);
+                }
+            }
+            watcher::Event::Delete(run) => {
+                if let Some(uid) = run.uid() {
+                    reactions.undecided_runs.remove(&uid);
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+
+    /// The controller wrote something for a rollout (an object it manages, or the rollout's
+    /// status): the end of a waiting reaction (`ramp_reaction_seconds`).
+    pub fn rollout_acted(&self, namespace: &str, name: &str) {
         let key = (namespace.to_owned(), name.to_owned());
         let Some(since) = lock(&self.reactions).waiting.remove(&key) else {
             return;
@@ -352,6 +446,22 @@ impl Metrics {
             let mut reactions = lock(&self.reactions);
             reactions.generations.retain(|key, _| alive.contains(key));
             reactions.waiting.retain(|key, _| alive.contains(key));
+            reactions
+                .undecided_runs
+                .retain(|_, rollout| alive.contains(rollout));
+        }
+        out.family(
+            "ramp_remembered_objects",
+            "Objects a controller keeps memory for between reconciles (follows the objects that \
+             exist; growth beyond them is a leak).",
+            "gauge",
+        );
+        for (controller, count) in lock(&self.remembered).iter() {
+            out.sample(
+                "ramp_remembered_objects",
+                &[("controller", controller.label())],
+                count() as f64,
+            );
         }
         let mut recorded = lock(&self.recorded);
         prune(&mut recorded, rollouts.as_ref(), runs.as_ref());
@@ -767,8 +877,8 @@ fn render_recorded(out: &mut Exposition, recorded: &Recorded) {
     }
     out.family(
         "ramp_reaction_seconds",
-        "From the watch event carrying a rollout's new spec generation to the controller's first \
-         write of its status (seconds).",
+        "From a trigger (a rollout's new spec generation, one of its AnalysisRuns reaching a \
+         verdict) to the controller's first write for the rollout (seconds).",
         "histogram",
     );
     if let Some(histogram) = &recorded.reactions {
@@ -956,5 +1066,44 @@ mod tests {
         assert!(recorded.reconcile_errors.is_empty());
         // Ramp's own histogram is per controller, not per object: it stays.
         assert_eq!(recorded.reconcile_durations.len(), 1);
+    }
+
+    fn run(uid: &str, phase: Option<&str>) -> AnalysisRun {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRun",
+            "metadata": {"name": uid, "namespace": "default", "uid": uid,
+                "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                    "name": "web", "uid": "r1", "controller": true}]},
+            "spec": {"metrics": []},
+            "status": phase.map(|p| serde_json::json!({"phase": p}))
+        }))
+        .unwrap_or_else(|e| panic!("run fixture: {e}"))
+    }
+
+    fn reactions_observed(metrics: &Metrics) -> u64 {
+        lock(&metrics.recorded)
+            .reactions
+            .as_ref()
+            .map_or(0, |h| h.count)
+    }
+
+    #[test]
+    fn a_run_reaching_its_verdict_starts_a_reaction_that_the_next_write_ends() {
+        let metrics = Metrics::new("test");
+        // Listed already decided (a restart): nothing to react to.
+        metrics.rollout_run_seen(&watcher::Event::InitApply(run("old", Some("Failed"))));
+        metrics.rollout_acted("default", "web");
+        assert_eq!(reactions_observed(&metrics), 0);
+
+        metrics.rollout_run_seen(&watcher::Event::Apply(run("new", Some("Running"))));
+        metrics.rollout_acted("default", "web");
+        assert_eq!(reactions_observed(&metrics), 0, "no verdict yet");
+        metrics.rollout_run_seen(&watcher::Event::Apply(run("new", Some("Failed"))));
+        // The controller's own later updates of the decided run start nothing more.
+        metrics.rollout_run_seen(&watcher::Event::Apply(run("new", Some("Failed"))));
+        metrics.rollout_acted("default", "web");
+        metrics.rollout_acted("default", "web");
+        assert_eq!(reactions_observed(&metrics), 1);
+        assert!(lock(&metrics.reactions).undecided_runs.is_empty());
     }
 }

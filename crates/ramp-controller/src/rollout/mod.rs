@@ -8,9 +8,10 @@ mod gather;
 use crate::context::{Context, ControllerConfig, is_newer};
 use crate::error::Error;
 use crate::executor;
-use crate::ops::metrics::ControllerKind;
+use crate::memory::Gone;
+use crate::ops::metrics::{ControllerKind, prune_metadata};
 use crate::traffic::{ObjectName, RolloutTrafficTarget};
-use futures::{Future, FutureExt, StreamExt};
+use futures::{Future, FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -56,6 +57,14 @@ pub async fn run(
     .default_backoff()
     .modify(prune_analysis_run)
     .reflect(run_writer)
+    .inspect_ok({
+        let metrics = config.metrics.clone();
+        move |event| {
+            if let Some(metrics) = &metrics {
+                metrics.rollout_run_seen(event);
+            }
+        }
+    })
     .touched_objects();
     let istio_served = serves_group(&client, "networking.istio.io").await;
     let ctx = Arc::new(
@@ -63,10 +72,19 @@ pub async fn run(
             .with_analysis_runs(run_store),
     );
 
+    if let Some(metrics) = &config.metrics {
+        // Weak: the context holds the metrics, so a strong reference back would never drop.
+        let ctx = Arc::downgrade(&ctx);
+        metrics.register_memory(ControllerKind::Rollout, move || {
+            ctx.upgrade().map_or(0, |ctx| ctx.remembered())
+        });
+    }
+    let memory = ctx.clone();
     let (rollouts, rollout_events) = crate::ops::metrics::own_objects(
         config.scope.api::<GuardedRollout>(&client),
         config.scope.instance_watch(),
         config.metrics.as_ref(),
+        move |gone| memory.forget(gone),
     );
     let controller = Controller::for_stream(rollout_events, rollouts.clone())
         .with_config(RunConfig::default().concurrency(config.concurrency));
@@ -129,7 +147,7 @@ async fn reconcile(guard: Arc<GuardedRollout>, ctx: Arc<Context>) -> Result<Acti
     let uid = rollout.uid().unwrap_or_default();
     if rollout.meta().deletion_timestamp.is_some() {
         // Its ReplicaSets go with it through their owner references.
-        ctx.forget(&uid);
+        ctx.forget(&Gone::One(uid));
         return Ok(Action::await_change());
     }
     // A reconcile before the first ReplicaSet or AnalysisRun list would plan from an empty
@@ -228,7 +246,7 @@ fn freshest(ctx: &Context, cached: &Rollout) -> Rollout {
 /// Drops what a rollout never reads from cached AnalysisRuns: it follows phases, not
 /// measurements.
 fn prune_analysis_run(run: &mut AnalysisRun) {
-    run.metadata.managed_fields = None;
+    prune_metadata(&mut run.metadata);
     run.spec.metrics = Vec::new();
     run.spec.args = None;
     if let Some(status) = run.status.as_mut() {
@@ -240,10 +258,7 @@ fn prune_analysis_run(run: &mut AnalysisRun) {
 
 /// Drops what Ramp never reads from cached ReplicaSets.
 fn prune_replica_set(rs: &mut ReplicaSet) {
-    rs.metadata.managed_fields = None;
-    if let Some(annotations) = rs.metadata.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
+    prune_metadata(&mut rs.metadata);
 }
 
 /// Maps a change of a `kind` object to every rollout in the store that references it.

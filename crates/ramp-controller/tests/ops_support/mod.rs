@@ -109,6 +109,17 @@ pub fn recorded_client(sim: &SimHandle, options: &ClientOptions) -> (Client, Wri
     (client, log)
 }
 
+/// Timings for a full controller on a loaded test machine: a takeover stays second-scale
+/// (3 s lease, 0.2 s retry) while a leader busy reconciling has 2 s to renew, so a slow
+/// request under the whole suite's load does not cost it the lease.
+pub fn controller_lease(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
+        ..short_lease(identity)
+    }
+}
+
 /// Short timings so a takeover is second-scale: 2 s lease, 1 s renew deadline, 0.2 s retry.
 pub fn short_lease(identity: &str) -> LeaseConfig {
     LeaseConfig {
