@@ -256,9 +256,32 @@ fn prune_analysis_run(run: &mut AnalysisRun) {
     }
 }
 
-/// Drops what Ramp never reads from cached ReplicaSets.
+/// Drops what Ramp never reads from cached ReplicaSets. The watch sees every ReplicaSet in
+/// scope, most of them Deployments'; a reconcile reads only those a Rollout controls, so of the
+/// others only what maps a change to an owner stays (a few hundred bytes instead of a pod
+/// template each).
 fn prune_replica_set(rs: &mut ReplicaSet) {
     prune_metadata(&mut rs.metadata);
+    let controlled_by_rollout = rs
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "Rollout" && o.controller == Some(true));
+    if !controlled_by_rollout {
+        let meta = std::mem::take(&mut rs.metadata);
+        *rs = ReplicaSet {
+            metadata: kube::core::ObjectMeta {
+                name: meta.name,
+                namespace: meta.namespace,
+                uid: meta.uid,
+                resource_version: meta.resource_version,
+                owner_references: meta.owner_references,
+                deletion_timestamp: meta.deletion_timestamp,
+                ..kube::core::ObjectMeta::default()
+            },
+            spec: Default::default(),
+            status: None,
+        };
+    }
 }
 
 /// Maps a change of a `kind` object to every rollout in the store that references it.
@@ -330,6 +353,55 @@ mod tests {
         assert_eq!(backoff(2, min, max), Duration::from_secs(1));
         assert_eq!(backoff(4, min, max), Duration::from_secs(4));
         assert_eq!(backoff(40, min, max), max);
+    }
+
+    fn replica_set(owner_kind: &str) -> ReplicaSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "web-6c5f", "namespace": "prod", "uid": "u1", "resourceVersion": "7",
+                "labels": {"app": "web"},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                    "rollout.argoproj.io/revision": "3"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner_kind,
+                    "name": "web", "uid": "o1", "controller": true}]
+            },
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "web:v1"}]}}},
+            "status": {"replicas": 2, "availableReplicas": 2}
+        }))
+        .unwrap_or_else(|e| panic!("fixture: {e}"))
+    }
+
+    #[test]
+    fn cached_replica_sets_keep_what_a_reconcile_reads_and_others_only_their_owner() {
+        let mut controlled = replica_set("Rollout");
+        prune_replica_set(&mut controlled);
+        assert!(controlled.metadata.managed_fields.is_none());
+        let annotations = controlled.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["rollout.argoproj.io/revision"]
+        );
+        let mut expected = replica_set("Rollout");
+        expected.metadata.managed_fields = None;
+        expected.metadata.annotations = Some(annotations);
+        assert_eq!(controlled, expected, "spec, status and labels kept");
+
+        let mut deployments = replica_set("Deployment");
+        prune_replica_set(&mut deployments);
+        assert_eq!(deployments.spec.template, None);
+        assert_eq!(deployments.status, None);
+        assert_eq!(deployments.metadata.labels, None);
+        assert_eq!(deployments.metadata.resource_version.as_deref(), Some("7"));
+        let owners = deployments.metadata.owner_references.unwrap_or_default();
+        assert_eq!(
+            owners[0].kind, "Deployment",
+            "what maps a change to its owner stays"
+        );
     }
 
     #[test]
