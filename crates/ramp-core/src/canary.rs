@@ -3,18 +3,15 @@
 //! a plan applied to the world it produced plans nothing (idempotence by construction).
 
 use crate::analysis::rollout::retire_runs;
-use crate::conditions::{self, reason};
-use crate::hash::{pod_template_hash, same_pod_template};
-use crate::plan::{Action, RolloutEvent, RolloutPlan};
-use crate::preflight;
+use crate::pass::{Pass, Target, after, collect_garbage, open_pass, plan_passes, scale_action};
+use crate::plan::{Action, RolloutPlan};
 use crate::replicas::{
     BasicCanaryInput, CanaryScale, Pods, WeightInputs, WrittenWeights, basic_canary_counts,
     desired_scale, traffic_routed_counts, traffic_weight_to_replicas,
 };
 use crate::snapshot::{ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot};
-use crate::world::{create_new_replica_set, reuse_revision, settle};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use ramp_api::rollout::{CanaryStep, CanaryStrategy, RolloutSpec, RolloutStatus, condition_type};
+use k8s_openapi::jiff::Timestamp;
+use ramp_api::rollout::{CanaryStep, CanaryStrategy, RolloutSpec, RolloutStatus};
 
 mod restart;
 mod routes;
@@ -32,45 +29,7 @@ pub fn plan_rollout(snapshot: &Snapshot) -> RolloutPlan {
     if snapshot.rollout.spec.blue_green().is_some() {
         return crate::bluegreen::plan_rollout(snapshot);
     }
-    settle(snapshot, max_passes(snapshot), |world| {
-        let pass = plan_pass(world);
-        let plan = RolloutPlan {
-            actions: pass.actions,
-            status: pass.status,
-            events: pass.events,
-            wake_at: pass.wake_at,
-        };
-        (plan, pass.blocked)
-    })
-}
-
-/// The outcome of one pass.
-struct Pass {
-    actions: Vec<Action>,
-    status: RolloutStatus,
-    events: Vec<RolloutEvent>,
-    wake_at: Option<Timestamp>,
-    /// Preflight failed: only the status may be written.
-    blocked: bool,
-    /// The Progressing condition was already decided in this pass.
-    progress_decided: bool,
-    /// Waiting out a scale-down delay (the progress deadline does not run meanwhile).
-    waiting_on_delay: bool,
-    /// Why the rollout waits (a step Ramp does not run, a running AnalysisRun).
-    waiting_message: Option<String>,
-    /// AnalysisRuns this pass still needs; the others are retired.
-    wanted_runs: Vec<String>,
-}
-
-impl Pass {
-    fn wake(&mut self, at: Timestamp) {
-        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
-    }
-}
-
-fn after(now: Timestamp, seconds: i64) -> Timestamp {
-    now.checked_add(SignedDuration::from_secs(seconds))
-        .unwrap_or(Timestamp::MAX)
+    plan_passes(snapshot, max_passes(snapshot), plan_pass)
 }
 
 /// Everything a pass knows about the rollout, computed once.
@@ -98,47 +57,12 @@ impl Ctx<'_> {
 }
 
 fn plan_pass(snap: &Snapshot) -> Pass {
+    let (mut pass, opening) = open_pass(snap, RolloutSpec::canary);
+    let Some(opening) = opening else {
+        return pass;
+    };
     let rollout = &snap.rollout;
-    let old = rollout.status.clone().unwrap_or_default();
-    let mut pass = Pass {
-        actions: Vec::new(),
-        status: old.clone(),
-        events: Vec::new(),
-        wake_at: None,
-        blocked: false,
-        progress_decided: false,
-        waiting_on_delay: false,
-        waiting_message: None,
-        wanted_runs: Vec::new(),
-    };
-    pass.status.observed_generation = rollout.metadata.generation.map(|g| g.to_string());
-    if let Some(blocker) = preflight::blocker(snap) {
-        let changed = old
-            .condition(condition_type::INVALID_SPEC)
-            .is_none_or(|c| c.message != blocker.message);
-        conditions::set_condition(
-            &mut pass.status,
-            condition_type::INVALID_SPEC,
-            Some(true),
-            reason::INVALID_SPEC,
-            &blocker.message,
-            snap.now,
-        );
-        if changed {
-            pass.events.push(blocker.event);
-        }
-        status::set_phase(&rollout.spec, &mut pass.status, None);
-        pass.blocked = true;
-        return pass;
-    }
-    conditions::remove_condition(&mut pass.status, condition_type::INVALID_SPEC);
-    let (Some(strategy), Some(template)) = (rollout.spec.canary(), rollout.spec.template.as_ref())
-    else {
-        // Blue-green is another issue's: leave its status exactly as it was.
-        pass.status = old;
-        pass.blocked = true;
-        return pass;
-    };
+    let strategy = opening.strategy;
     let ctx = Ctx {
         snap,
         spec: &rollout.spec,
@@ -150,39 +74,7 @@ fn plan_pass(snap: &Snapshot) -> Pass {
         routed: strategy.traffic_routing.is_some(),
         max_weight: strategy.max_traffic_weight(),
     };
-    let live: Vec<&ReplicaSetView> = snap
-        .replica_sets
-        .iter()
-        .filter(|rs| !rs.being_deleted)
-        .collect();
-    let hash = pod_template_hash(template, old.collision_count);
-    let by_hash = live
-        .iter()
-        .find(|rs| rs.pod_template_hash.as_deref() == Some(hash.as_str()));
-    // A ReplicaSet carrying our hash is ours: its template was ours when it was created and
-    // only the API server's defaulting changed it since. (Declaring a collision on a template
-    // difference would risk a new ReplicaSet on every reconcile whenever the semantic
-    // comparison misses a default; a real FNV collision between two templates of one
-    // rollout is not worth that risk. `collisionCount` still feeds the hash when set.)
-    let new_rs = by_hash.copied().or_else(|| {
-        live.iter()
-            .filter(|rs| {
-                rs.template
-                    .as_ref()
-                    .is_some_and(|t| same_pod_template(template, t))
-            })
-            .max_by_key(|rs| rs.revision.unwrap_or(0))
-            .copied()
-    });
-    let max_revision = snap
-        .replica_sets
-        .iter()
-        .filter_map(|rs| rs.revision)
-        .max()
-        .unwrap_or(0);
-    let new_hash = new_rs
-        .and_then(|rs| rs.pod_template_hash.clone())
-        .unwrap_or(hash);
+    let (old, live, new_hash) = (&opening.old, &opening.live, &opening.new_hash);
     let stable_rs = old
         .stable_rs
         .as_deref()
@@ -191,37 +83,22 @@ fn plan_pass(snap: &Snapshot) -> Pass {
                 .find(|rs| rs.pod_template_hash.as_deref() == Some(h))
         })
         .copied();
-    let revision = new_rs
-        .and_then(|rs| rs.revision)
-        .unwrap_or(max_revision + 1);
-    steps::observe_revision(&ctx, &mut pass, new_rs, stable_rs, &new_hash, revision);
-    let Some(new_rs) = new_rs else {
-        create_new_replica_set(
-            &ctx.name,
-            template,
-            &new_hash,
-            revision,
-            ctx.now,
-            &mut pass.actions,
-            &mut pass.events,
-            &mut pass.status,
-        );
-        status::finish(&ctx, &mut pass, &old, None, &live);
+    let revision = opening.revision;
+    steps::observe_revision(
+        &ctx,
+        &mut pass,
+        opening.new_rs,
+        stable_rs,
+        new_hash,
+        revision,
+    );
+    let Some(new_rs) = opening.create_or_reuse(&mut pass, &ctx.name, ctx.now) else {
+        status::finish(&ctx, &mut pass, old, None, live);
         return pass;
     };
-    if new_rs.revision.is_some_and(|r| r < max_revision) {
-        // Rolling back to an old ReplicaSet makes it the newest revision again.
-        reuse_revision(new_rs, max_revision + 1, &mut pass.actions);
-    }
-    reconcile(&ctx, &mut pass, &old, new_rs, stable_rs, &live);
-    status::finish(&ctx, &mut pass, &old, Some(new_rs), &live);
+    reconcile(&ctx, &mut pass, old, new_rs, stable_rs, live);
+    status::finish(&ctx, &mut pass, old, Some(new_rs), live);
     pass
-}
-
-/// A ReplicaSet's desired size as decided in this pass.
-struct Target<'a> {
-    rs: &'a ReplicaSetView,
-    to: i32,
 }
 
 /// The main pass once the newest ReplicaSet exists: sizes, services, traffic, steps.
@@ -357,7 +234,7 @@ fn reconcile(
         let held_from = pass.actions.len();
         let waiting = steps::hold_aborted_canary(ctx, pass, &mut targets[0], stable_rs, &routing);
         deadline_marks.extend(pass.actions.drain(held_from..));
-        pass.waiting_on_delay |= waiting;
+        pass.waiting |= waiting;
     } else if new_rs.scale_down_deadline.is_some() {
         // A retried or promoted canary is no longer on its way out.
         pass.actions.push(Action::AnnotateReplicaSet {
@@ -376,7 +253,7 @@ fn reconcile(
         }
         let to = if ctx.routed {
             let (to, waiting) = steps::old_routed_target(ctx, pass, rs, &routing, old);
-            pass.waiting_on_delay |= waiting;
+            pass.waiting |= waiting;
             to
         } else {
             // Unavailable pods go first; available ones only while minAvailable holds.
@@ -452,7 +329,11 @@ fn reconcile(
         }
     }
     restart::restart_pods(ctx, pass, live);
-    collect_garbage(ctx, pass, live, new_rs, stable_rs);
+    // Not a ReplicaSet this pass scales.
+    collect_garbage(pass, ctx.spec, live, new_rs, stable_rs, |a| match a {
+        Action::ScaleReplicaSet { name, .. } => Some(name),
+        _ => None,
+    });
     let recorded: Vec<String> = pass
         .status
         .canary
@@ -487,60 +368,5 @@ fn progress_threshold(strategy: &CanaryStrategy, desired: i32) -> i32 {
             i32::try_from(pods).unwrap_or(desired).min(desired)
         }
         None => desired,
-    }
-}
-
-fn scale_action(pass: &mut Pass, t: &Target<'_>) -> Action {
-    let direction = if t.to > t.rs.spec_replicas {
-        "up"
-    } else {
-        "down"
-    };
-    let revision = t.rs.revision.unwrap_or(0);
-    pass.events.push(RolloutEvent::normal(
-        "ScalingReplicaSet",
-        format!(
-            "Scaled {direction} ReplicaSet {} (revision {revision}) from {} to {}",
-            t.rs.name, t.rs.spec_replicas, t.to
-        ),
-    ));
-    Action::ScaleReplicaSet {
-        name: t.rs.name.clone(),
-        from: t.rs.spec_replicas,
-        to: t.to,
-    }
-}
-
-/// Deletes the oldest fully scaled-down ReplicaSets beyond `revisionHistoryLimit`.
-fn collect_garbage(
-    ctx: &Ctx<'_>,
-    pass: &mut Pass,
-    live: &[&ReplicaSetView],
-    new_rs: &ReplicaSetView,
-    stable_rs: Option<&ReplicaSetView>,
-) {
-    let mut idle: Vec<&ReplicaSetView> = live
-        .iter()
-        .filter(|rs| rs.name != new_rs.name && stable_rs.is_none_or(|s| s.name != rs.name))
-        .filter(|rs| rs.spec_replicas == 0 && rs.replicas == 0 && rs.scale_down_deadline.is_none())
-        .filter(|rs| {
-            // Not if this pass scales it.
-            !pass
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::ScaleReplicaSet { name, .. } if *name == rs.name))
-        })
-        .copied()
-        .collect();
-    let limit = usize::try_from(ctx.spec.revision_history_limit().max(0)).unwrap_or(0);
-    if idle.len() <= limit {
-        return;
-    }
-    idle.sort_by_key(|rs| rs.revision.unwrap_or(0));
-    let excess = idle.len() - limit;
-    for rs in idle.into_iter().take(excess) {
-        pass.actions.push(Action::DeleteReplicaSet {
-            name: rs.name.clone(),
-        });
     }
 }

@@ -8,6 +8,7 @@ pub mod bluegreen;
 pub mod canary;
 pub mod conditions;
 pub mod hash;
+mod pass;
 pub mod plan;
 pub mod preflight;
 pub mod replicas;

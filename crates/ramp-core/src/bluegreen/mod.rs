@@ -4,15 +4,13 @@
 
 use crate::analysis::rollout::{RunIdentity, Verdict, follow, retire_runs};
 use crate::conditions::{self, reason};
-use crate::hash::{pod_template_hash, same_pod_template};
+use crate::pass::{Pass, Target, after, collect_garbage, open_pass, plan_passes, scale_action};
 use crate::plan::{Action, RolloutEvent, RolloutPlan};
-use crate::preflight;
 use crate::snapshot::{AnalysisRunKind, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot};
-use crate::world::{create_new_replica_set, reuse_revision, settle};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use ramp_api::rollout::{
-    AbortScaleDown, BlueGreenStatus, BlueGreenStrategy, PauseCondition, RolloutSpec, RolloutStatus,
+    AbortScaleDown, BlueGreenStatus, BlueGreenStrategy, PauseCondition, RolloutSpec,
     condition_type, pause_reason,
 };
 
@@ -29,41 +27,10 @@ const MAX_PASSES: usize = 16;
 /// Plans one reconcile of a blue-green rollout, repeating single passes on the world their
 /// own actions produce until nothing is left to do (so a plan is idempotent by construction).
 pub fn plan_rollout(snapshot: &Snapshot) -> RolloutPlan {
-    settle(snapshot, MAX_PASSES, |world| {
-        let pass = plan_pass(world);
-        let plan = RolloutPlan {
-            actions: pass.actions,
-            status: pass.status,
-            events: pass.events,
-            wake_at: pass.wake_at,
-        };
-        (plan, pass.blocked)
-    })
-}
-
-/// The outcome of one pass.
-struct Pass {
-    actions: Vec<Action>,
-    status: RolloutStatus,
-    events: Vec<RolloutEvent>,
-    wake_at: Option<Timestamp>,
-    /// Preflight failed: only the status may be written.
-    blocked: bool,
-    /// The Progressing condition was already decided in this pass.
-    progress_decided: bool,
-    /// Waiting on a pause, an analysis or a delay: the progress deadline does not run.
-    waiting: bool,
-    /// Why the rollout waits (shown as the Progressing message of the phase).
-    waiting_message: Option<String>,
-    /// AnalysisRuns this pass still needs; the others are retired.
-    wanted_runs: Vec<String>,
+    plan_passes(snapshot, MAX_PASSES, plan_pass)
 }
 
 impl Pass {
-    fn wake(&mut self, at: Timestamp) {
-        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
-    }
-
     /// Waiting on something that does not count against the progress deadline.
     fn wait(&mut self, message: String) {
         self.waiting = true;
@@ -80,11 +47,6 @@ impl Pass {
     fn blue_green(&mut self) -> &mut BlueGreenStatus {
         self.status.blue_green.get_or_insert_with(Default::default)
     }
-}
-
-fn after(now: Timestamp, seconds: i64) -> Timestamp {
-    now.checked_add(SignedDuration::from_secs(seconds))
-        .unwrap_or(Timestamp::MAX)
 }
 
 /// Everything a pass knows about the rollout, computed once.
@@ -113,116 +75,41 @@ impl Ctx<'_> {
 }
 
 fn plan_pass(snap: &Snapshot) -> Pass {
+    let (mut pass, opening) = open_pass(snap, RolloutSpec::blue_green);
+    let Some(opening) = opening else {
+        return pass;
+    };
     let rollout = &snap.rollout;
-    let old = rollout.status.clone().unwrap_or_default();
-    let mut pass = Pass {
-        actions: Vec::new(),
-        status: old.clone(),
-        events: Vec::new(),
-        wake_at: None,
-        blocked: false,
-        progress_decided: false,
-        waiting: false,
-        waiting_message: None,
-        wanted_runs: Vec::new(),
-    };
-    pass.status.observed_generation = rollout.metadata.generation.map(|g| g.to_string());
-    if let Some(blocker) = preflight::blocker(snap) {
-        let changed = old
-            .condition(condition_type::INVALID_SPEC)
-            .is_none_or(|c| c.message != blocker.message);
-        conditions::set_condition(
-            &mut pass.status,
-            condition_type::INVALID_SPEC,
-            Some(true),
-            reason::INVALID_SPEC,
-            &blocker.message,
-            snap.now,
-        );
-        if changed {
-            pass.events.push(blocker.event);
-        }
-        status::set_phase(&rollout.spec, &mut pass.status, None);
-        pass.blocked = true;
-        return pass;
-    }
-    conditions::remove_condition(&mut pass.status, condition_type::INVALID_SPEC);
-    let (Some(strategy), Some(template)) =
-        (rollout.spec.blue_green(), rollout.spec.template.as_ref())
-    else {
-        // Not blue-green (the dispatcher never sends those): leave the status untouched.
-        pass.status = old;
-        pass.blocked = true;
-        return pass;
-    };
     let ctx = Ctx {
         snap,
         spec: &rollout.spec,
-        strategy,
+        strategy: opening.strategy,
         name: rollout.metadata.name.clone().unwrap_or_default(),
         now: snap.now,
         replicas: rollout.spec.replicas().max(0),
     };
-    let live: Vec<&ReplicaSetView> = snap
-        .replica_sets
-        .iter()
-        .filter(|rs| !rs.being_deleted)
-        .collect();
-    let hash = pod_template_hash(template, old.collision_count);
-    // As for canary: a ReplicaSet carrying our hash is ours, else one with the same template.
-    let new_rs = live
-        .iter()
-        .find(|rs| rs.pod_template_hash.as_deref() == Some(hash.as_str()))
-        .or_else(|| {
-            live.iter()
-                .filter(|rs| {
-                    rs.template
-                        .as_ref()
-                        .is_some_and(|t| same_pod_template(template, t))
-                })
-                .max_by_key(|rs| rs.revision.unwrap_or(0))
-        })
-        .copied();
-    let max_revision = snap
-        .replica_sets
-        .iter()
-        .filter_map(|rs| rs.revision)
-        .max()
-        .unwrap_or(0);
-    let new_hash = new_rs
-        .and_then(|rs| rs.pod_template_hash.clone())
-        .unwrap_or(hash);
-    let revision = new_rs
-        .and_then(|rs| rs.revision)
-        .unwrap_or(max_revision + 1);
-    observe_revision(&ctx, &mut pass, new_rs, &live, &new_hash, revision);
-    let Some(new_rs) = new_rs else {
-        create_new_replica_set(
-            &ctx.name,
-            template,
-            &new_hash,
-            revision,
-            ctx.now,
-            &mut pass.actions,
-            &mut pass.events,
-            &mut pass.status,
-        );
+    let (old, live, new_hash) = (&opening.old, &opening.live, &opening.new_hash);
+    observe_revision(
+        &ctx,
+        &mut pass,
+        opening.new_rs,
+        live,
+        new_hash,
+        opening.revision,
+    );
+    let Some(new_rs) = opening.create_or_reuse(&mut pass, &ctx.name, ctx.now) else {
         pods::inject_anti_affinity(
-            strategy,
+            ctx.strategy,
             pass.status.stable_rs.as_deref(),
-            &new_hash,
+            new_hash,
             &mut pass.actions,
         );
         pass.progress_decided = true;
-        status::finish(&ctx, &mut pass, &old, None, &live);
+        status::finish(&ctx, &mut pass, old, None, live);
         return pass;
     };
-    if new_rs.revision.is_some_and(|r| r < max_revision) {
-        // Going back to an older ReplicaSet makes it the newest revision again.
-        reuse_revision(new_rs, max_revision + 1, &mut pass.actions);
-    }
-    reconcile(&ctx, &mut pass, new_rs, &live);
-    status::finish(&ctx, &mut pass, &old, Some(new_rs), &live);
+    reconcile(&ctx, &mut pass, new_rs, live);
+    status::finish(&ctx, &mut pass, old, Some(new_rs), live);
     pass
 }
 
@@ -560,12 +447,6 @@ fn resumed(ctx: &Ctx<'_>, pass: &mut Pass) {
     pass.progress_decided = true;
 }
 
-/// A ReplicaSet's desired size as decided in this pass.
-struct Target<'a> {
-    rs: &'a ReplicaSetView,
-    to: i32,
-}
-
 /// The main pass once the newest ReplicaSet exists: gates, services, sizes.
 fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&ReplicaSetView]) {
     let new_hash = new_rs.pod_template_hash.clone().unwrap_or_default();
@@ -815,7 +696,13 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
     }
     // Deadline annotations were pushed before; keep them ahead of the rest.
     pass.actions.extend(ordered);
-    collect_garbage(ctx, pass, live, new_rs, stable_rs);
+    // Not a ReplicaSet this pass scales or annotates.
+    collect_garbage(pass, ctx.spec, live, new_rs, stable_rs, |a| match a {
+        Action::ScaleReplicaSet { name, .. } | Action::AnnotateReplicaSet { name, .. } => {
+            Some(name)
+        }
+        _ => None,
+    });
     // A run measures the services and pods as this plan leaves them: create it after them.
     let (created, others): (Vec<Action>, Vec<Action>) = pass
         .actions
@@ -929,62 +816,4 @@ fn promote(pass: &mut Pass, new_hash: &str, revision: i64, promote_full: bool) {
         "RolloutCompleted",
         format!("Rollout completed update to revision {revision} ({new_hash}): {why}"),
     ));
-}
-
-fn scale_action(pass: &mut Pass, t: &Target<'_>) -> Action {
-    let direction = if t.to > t.rs.spec_replicas {
-        "up"
-    } else {
-        "down"
-    };
-    pass.events.push(RolloutEvent::normal(
-        "ScalingReplicaSet",
-        format!(
-            "Scaled {direction} ReplicaSet {} (revision {}) from {} to {}",
-            t.rs.name,
-            t.rs.revision.unwrap_or(0),
-            t.rs.spec_replicas,
-            t.to
-        ),
-    ));
-    Action::ScaleReplicaSet {
-        name: t.rs.name.clone(),
-        from: t.rs.spec_replicas,
-        to: t.to,
-    }
-}
-
-/// Deletes the oldest fully scaled-down ReplicaSets beyond `revisionHistoryLimit`.
-fn collect_garbage(
-    ctx: &Ctx<'_>,
-    pass: &mut Pass,
-    live: &[&ReplicaSetView],
-    new_rs: &ReplicaSetView,
-    stable_rs: Option<&ReplicaSetView>,
-) {
-    let touched = |name: &str| {
-        pass.actions.iter().any(|a| match a {
-            Action::ScaleReplicaSet { name: n, .. }
-            | Action::AnnotateReplicaSet { name: n, .. } => n == name,
-            _ => false,
-        })
-    };
-    let mut idle: Vec<&ReplicaSetView> = live
-        .iter()
-        .filter(|rs| rs.name != new_rs.name && stable_rs.is_none_or(|s| s.name != rs.name))
-        .filter(|rs| rs.spec_replicas == 0 && rs.replicas == 0 && rs.scale_down_deadline.is_none())
-        .filter(|rs| !touched(&rs.name))
-        .copied()
-        .collect();
-    let limit = usize::try_from(ctx.spec.revision_history_limit().max(0)).unwrap_or(0);
-    if idle.len() <= limit {
-        return;
-    }
-    idle.sort_by_key(|rs| rs.revision.unwrap_or(0));
-    let excess = idle.len() - limit;
-    for rs in idle.into_iter().take(excess) {
-        pass.actions.push(Action::DeleteReplicaSet {
-            name: rs.name.clone(),
-        });
-    }
 }

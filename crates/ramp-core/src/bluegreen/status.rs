@@ -1,11 +1,12 @@
 //! The status written at the end of a blue-green pass: selectors, counts of the active
 //! ReplicaSet (research doc §2.1), the conditions (§2.3) and phase and message (§2.2 rule 8).
 
-use super::{Ctx, Pass, after};
-use crate::conditions::{self, reason};
-use crate::plan::{Action, RolloutEvent};
+use super::{Ctx, Pass};
+use crate::conditions;
+use crate::pass::{Progress, decide_progressing, pods_progressed, set_available, set_completed};
+use crate::plan::Action;
 use crate::snapshot::{POD_TEMPLATE_HASH_LABEL, ReplicaSetView};
-use ramp_api::rollout::{RolloutSpec, RolloutStatus, condition_type};
+use ramp_api::rollout::{RolloutSpec, RolloutStatus};
 
 /// Messages of §2.2 rule 8, which a more precise reason to wait may replace (the earlier rules'
 /// messages about pods are kept as upstream writes them).
@@ -99,7 +100,6 @@ pub(super) fn finish(
     st.selector = selector_string(ctx.spec, active.as_deref());
 
     let current = st.current_pod_hash.clone();
-    let rs_name = new_rs.map_or_else(String::new, |rs| rs.name.clone());
     let promoted = st.stable_rs.is_some() && st.stable_rs == current;
     let switched = active.is_some() && active == current;
     let updated = st.updated_replicas.unwrap_or(0);
@@ -116,124 +116,21 @@ pub(super) fn finish(
             .as_ref()
             .map(|b| (&b.active_selector, &b.preview_selector));
 
-    if new_rs.is_some() && !pass.progress_decided && !st.is_aborted() {
-        let grew = |new: Option<i32>, old: Option<i32>| new.unwrap_or(0) > old.unwrap_or(0);
-        let progressed = grew(st.updated_replicas, old.updated_replicas)
-            || grew(st.ready_replicas, old.ready_replicas)
-            || grew(st.available_replicas, old.available_replicas)
-            || st.replicas.unwrap_or(0) < old.replicas.unwrap_or(0)
-            || st.stable_rs != old.stable_rs
-            || selectors_changed;
-        if fully_available {
-            conditions::set_condition(
-                st,
-                condition_type::PROGRESSING,
-                Some(true),
-                reason::NEW_REPLICA_SET_AVAILABLE,
-                &format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
-                now,
-            );
-        } else if st.condition(condition_type::PROGRESSING).is_none() {
-            conditions::set_condition(
-                st,
-                condition_type::PROGRESSING,
-                Some(true),
-                reason::FOUND_NEW_REPLICA_SET,
-                &format!("Found new replica set \"{rs_name}\""),
-                now,
-            );
-        } else if progressed {
-            conditions::refresh_condition(
-                st,
-                condition_type::PROGRESSING,
-                Some(true),
-                reason::REPLICA_SET_UPDATED,
-                &format!("ReplicaSet \"{rs_name}\" is progressing."),
-                now,
-            );
-        } else if !paused && !pass.waiting {
-            let current = st.condition(condition_type::PROGRESSING).cloned();
-            if let Some(current) =
-                current.filter(|c| c.reason != reason::PROGRESS_DEADLINE_EXCEEDED)
-            {
-                let seconds = i64::from(ctx.spec.progress_deadline_seconds());
-                let deadline = after(current.last_update_time.0, seconds);
-                if now >= deadline {
-                    let message = format!("ReplicaSet \"{rs_name}\" has timed out progressing.");
-                    conditions::set_condition(
-                        st,
-                        condition_type::PROGRESSING,
-                        Some(false),
-                        reason::PROGRESS_DEADLINE_EXCEEDED,
-                        &message,
-                        now,
-                    );
-                    pass.events.push(RolloutEvent::warning(
-                        reason::PROGRESS_DEADLINE_EXCEEDED,
-                        message,
-                    ));
-                    if ctx.spec.progress_deadline_abort() && !promoted {
-                        st.abort = Some(true);
-                    }
-                } else {
-                    pass.wake(deadline);
-                }
-            }
-        }
-    }
+    let progress = Progress {
+        new_rs,
+        promoted,
+        fully_available,
+        progressed: pods_progressed(st, old) || selectors_changed,
+        availability_lost: false,
+        deadline_applies: !paused && !pass.waiting,
+    };
+    decide_progressing(pass, ctx.spec, &progress, now);
+    let saturated = active_rs.is_some_and(|rs| rs.available_replicas >= ctx.replicas);
+    set_available(&mut pass.status, saturated, now);
+    let revision = new_rs.and_then(|rs| rs.revision).unwrap_or(0);
+    set_completed(pass, old, promoted, revision, now);
 
     let st = &mut pass.status;
-    let saturated = active_rs.is_some_and(|rs| rs.available_replicas >= ctx.replicas);
-    let (ok, message) = if saturated {
-        (true, "Rollout has minimum availability")
-    } else {
-        (false, "Rollout does not have minimum availability")
-    };
-    conditions::set_condition(
-        st,
-        condition_type::AVAILABLE,
-        Some(ok),
-        reason::AVAILABLE,
-        message,
-        now,
-    );
-
-    let revision = new_rs.and_then(|rs| rs.revision).unwrap_or(0);
-    let hash = current.clone().unwrap_or_default();
-    let was_completed = old
-        .condition(condition_type::COMPLETED)
-        .map(|c| c.status == "True");
-    if promoted {
-        conditions::set_condition(
-            st,
-            condition_type::COMPLETED,
-            Some(true),
-            reason::ROLLOUT_COMPLETED,
-            &format!("Rollout completed update to revision {revision} ({hash})"),
-            now,
-        );
-    } else {
-        let message =
-            format!("Rollout not completed, started update to revision {revision} ({hash})");
-        conditions::set_condition(
-            st,
-            condition_type::COMPLETED,
-            Some(false),
-            reason::ROLLOUT_COMPLETED,
-            &message,
-            now,
-        );
-        if was_completed == Some(true)
-            && !pass
-                .events
-                .iter()
-                .any(|e| e.reason == "RolloutNotCompleted")
-        {
-            pass.events
-                .push(RolloutEvent::normal("RolloutNotCompleted", message));
-        }
-    }
-
     let preview_ok = preview_service.is_none() || preview == current;
     let healthy = !paused
         && promoted
