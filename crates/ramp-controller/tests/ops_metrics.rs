@@ -161,11 +161,13 @@ async fn metrics_describe_live_rollouts_and_runs_and_forget_deleted_ones() {
         format!(r#"analysis_run_metric_phase{{{probe},dry_run="false",phase="Successful"}} 1"#),
         format!(r#"analysis_run_metric_phase{{{probe},dry_run="false",phase="Failed"}} 0"#),
     ];
-    let body = scrape_until(addr, "the successful run's series", &wanted).await;
-    assert!(
-        sample(&body, &format!("analysis_run_reconcile_count{{{check}}}")).is_some(),
-        "analysis_run_reconcile for check:\n{body}"
-    );
+    scrape_until(addr, "the successful run's series", &wanted).await;
+    // The reconcile that wrote the verdict is counted when it returns, a moment after the write.
+    let body = eventually("analysis_run_reconcile for check", 10, || async move {
+        let (_, body) = http_get(addr, "/metrics").await;
+        sample(&body, &format!("analysis_run_reconcile_count{{{check}}}")).map(|_| body)
+    })
+    .await;
 
     for controller in ["rollout", "analysisrun"] {
         let remembered = sample(

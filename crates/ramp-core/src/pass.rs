@@ -1,18 +1,22 @@
 //! What the canary and blue-green planners share about one reconcile pass: its outcome, its
 //! opening (preflight, the new ReplicaSet found, created or made the newest revision again),
-//! scaling and garbage collection of ReplicaSets, and the Progressing (with the progress
-//! deadline), Available and Completed conditions. Gates, sizes, services, steps and the rest of
-//! the status stay with each strategy.
+//! an update's life in the status (started, paused, resumed, aborted, retried, promoted),
+//! scaling, scale-down delays and garbage collection of ReplicaSets, and the Progressing,
+//! Available and Completed conditions. Gates, sizes, services and steps stay with each strategy.
 
 use crate::conditions::{self, reason};
 use crate::hash::{pod_template_hash, same_pod_template};
 use crate::plan::{Action, RolloutEvent, RolloutPlan};
 use crate::preflight;
-use crate::snapshot::{ReplicaSetView, Snapshot};
+use crate::snapshot::{ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot};
 use crate::world::{create_new_replica_set, reuse_revision, settle};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use ramp_api::rollout::{RolloutSpec, RolloutStatus, condition_type};
+use ramp_api::rollout::{
+    PauseCondition, RolloutAnalysisRunStatus, RolloutSpec, RolloutStatus, condition_type,
+    pause_reason,
+};
 
 /// The outcome of one pass.
 pub(crate) struct Pass {
@@ -210,6 +214,205 @@ impl<'a, S> Opening<'a, S> {
         }
         Some(new_rs)
     }
+}
+
+/// The template changed: a new update to `revision` starts, and what the previous one left in
+/// the status (an abort, a full promotion, a pause) goes with it.
+pub(crate) fn start_update(pass: &mut Pass, new_hash: &str, revision: i64) {
+    let st = &mut pass.status;
+    st.current_pod_hash = Some(new_hash.to_owned());
+    st.abort = None;
+    st.aborted_at = None;
+    st.promote_full = None;
+    st.pause_conditions = None;
+    st.controller_pause = None;
+    pass.events.push(RolloutEvent::normal(
+        "RolloutUpdated",
+        format!("Rollout updated to revision {revision}"),
+    ));
+}
+
+/// The `RolloutCompleted` event of the update to `revision` (`hash`), with why it completed.
+pub(crate) fn completed_event(revision: i64, hash: &str, why: &str) -> RolloutEvent {
+    RolloutEvent::normal(
+        "RolloutCompleted",
+        format!("Rollout completed update to revision {revision} ({hash}): {why}"),
+    )
+}
+
+/// The new ReplicaSet (`hash`) becomes the stable one: the update to `revision` is over, so
+/// are a requested full promotion and any pause.
+pub(crate) fn complete_promotion(pass: &mut Pass, hash: &str, revision: i64, why: &str) {
+    let st = &mut pass.status;
+    st.stable_rs = Some(hash.to_owned());
+    st.promote_full = None;
+    st.pause_conditions = None;
+    st.controller_pause = None;
+    pass.events.push(completed_event(revision, hash, why));
+}
+
+/// The pause condition with `reason`, while it holds the rollout.
+pub(crate) fn pause_condition<'s>(
+    status: &'s RolloutStatus,
+    reason: &str,
+) -> Option<&'s PauseCondition> {
+    status
+        .pause_conditions
+        .iter()
+        .flatten()
+        .find(|c| c.reason == reason)
+}
+
+/// The controller pauses the rollout for `reason` (`pauseConditions[]` from now on, and
+/// `controllerPause` to tell its own pause from a user's), with a `RolloutPaused` event.
+pub(crate) fn add_pause_condition(pass: &mut Pass, reason: &str, now: Timestamp) {
+    let st = &mut pass.status;
+    st.pause_conditions
+        .get_or_insert_with(Vec::new)
+        .push(PauseCondition {
+            reason: reason.to_owned(),
+            start_time: Time(now),
+        });
+    st.controller_pause = Some(true);
+    pass.events.push(RolloutEvent::normal(
+        "RolloutPaused",
+        format!("Rollout is paused ({reason})"),
+    ));
+}
+
+/// Enters a pause for `reason` as [`add_pause_condition`], and the Progressing condition says
+/// the rollout is paused (decided for this pass).
+pub(crate) fn enter_pause(pass: &mut Pass, reason: &str, now: Timestamp) {
+    add_pause_condition(pass, reason, now);
+    conditions::set_condition(
+        &mut pass.status,
+        condition_type::PROGRESSING,
+        None,
+        reason::ROLLOUT_PAUSED,
+        "Rollout is paused",
+        now,
+    );
+    pass.progress_decided = true;
+}
+
+/// The pause condition with `reason` ended (its time ran out); an emptied list goes.
+pub(crate) fn remove_pause_condition(status: &mut RolloutStatus, reason: &str) {
+    if let Some(list) = status.pause_conditions.as_mut() {
+        list.retain(|c| c.reason != reason);
+    }
+    if status.pause_conditions.as_ref().is_some_and(Vec::is_empty) {
+        status.pause_conditions = None;
+    }
+}
+
+/// A pause the controller entered is over (its time ran out or a person promoted): a
+/// `RolloutResumed` event, and the Progressing condition says so (decided for this pass).
+/// `controllerPause` stays with the strategy: blue-green keeps it until the switch.
+pub(crate) fn resumed(pass: &mut Pass, now: Timestamp) {
+    pass.events
+        .push(RolloutEvent::normal("RolloutResumed", "Rollout is resumed"));
+    conditions::set_condition(
+        &mut pass.status,
+        condition_type::PROGRESSING,
+        None,
+        reason::ROLLOUT_RESUMED,
+        "Rollout is resumed",
+        now,
+    );
+    pass.progress_decided = true;
+}
+
+/// A pause for an Inconclusive run is being held: the update waits for a person.
+pub(crate) fn held_for_inconclusive_run(status: &RolloutStatus) -> bool {
+    pause_condition(status, pause_reason::INCONCLUSIVE_ANALYSIS_RUN).is_some()
+}
+
+/// The pause an Inconclusive run (`recorded`) caused is gone: a person resumed, so the
+/// controller's pause is over and a fresh run decides.
+pub(crate) fn release_inconclusive_pause(
+    status: &mut RolloutStatus,
+    recorded: Option<&RolloutAnalysisRunStatus>,
+) {
+    if !held_for_inconclusive_run(status) && recorded.is_some_and(|r| r.status == "Inconclusive") {
+        status.controller_pause = None;
+    }
+}
+
+/// `status.abort` and `status.promoteFull` as users and tools write them. A promoted update has
+/// nothing left to abort or promote. A full promotion takes back an abort and drops the pause
+/// conditions (`skip` drops what else the strategy skips). A set `abort` aborts the update once
+/// (`abort` enters the strategy's aborted state, with the progress deadline's message as the
+/// cause when running out of it is why); a cleared one after an abort retries the update.
+pub(crate) fn apply_user_requests(
+    pass: &mut Pass,
+    promoted: bool,
+    now: Timestamp,
+    skip: impl FnOnce(&mut RolloutStatus),
+    abort: impl FnOnce(&mut Pass, Option<&str>),
+) {
+    let st = &mut pass.status;
+    if promoted {
+        st.abort = None;
+        st.aborted_at = None;
+        st.promote_full = None;
+        return;
+    }
+    if st.promote_full == Some(true) {
+        st.abort = None;
+        st.aborted_at = None;
+        st.pause_conditions = None;
+        skip(st);
+    }
+    if st.is_aborted() {
+        if st.aborted_at.is_none() {
+            let cause = st
+                .condition(condition_type::PROGRESSING)
+                .filter(|c| c.reason == reason::PROGRESS_DEADLINE_EXCEEDED)
+                .map(|c| c.message.clone());
+            abort(pass, cause.as_deref());
+        }
+    } else if st.aborted_at.is_some() {
+        retry_after_abort(pass, now);
+    }
+}
+
+/// Aborts the update to `revision` now (`abortedAt`): its pause goes, Progressing turns False
+/// with `RolloutAborted` and the `cause`, and a Warning event says the same.
+pub(crate) fn abort_update(pass: &mut Pass, revision: i64, cause: Option<&str>, now: Timestamp) {
+    let st = &mut pass.status;
+    st.abort = Some(true);
+    st.aborted_at = Some(Time(now));
+    st.pause_conditions = None;
+    st.controller_pause = None;
+    let message = match cause {
+        Some(cause) => format!("Rollout aborted update to revision {revision}: {cause}"),
+        None => format!("Rollout aborted update to revision {revision}"),
+    };
+    conditions::set_condition(
+        st,
+        condition_type::PROGRESSING,
+        Some(false),
+        reason::ROLLOUT_ABORTED,
+        &message,
+        now,
+    );
+    pass.events
+        .push(RolloutEvent::warning("RolloutAborted", message));
+    pass.progress_decided = true;
+}
+
+/// A user cleared `status.abort` after an abort: the update is tried again.
+fn retry_after_abort(pass: &mut Pass, now: Timestamp) {
+    pass.status.aborted_at = None;
+    conditions::set_condition(
+        &mut pass.status,
+        condition_type::PROGRESSING,
+        None,
+        reason::ROLLOUT_RETRY,
+        "Retrying Rollout after abort",
+        now,
+    );
+    pass.progress_decided = true;
 }
 
 /// Whether the pods moved since the observed status: more updated, ready or available pods,
@@ -423,6 +626,37 @@ pub(crate) fn scale_action(pass: &mut Pass, t: &Target<'_>) -> Action {
         name: t.rs.name.clone(),
         from: t.rs.spec_replicas,
         to: t.to,
+    }
+}
+
+/// Writes the time `rs` may be scaled down at onto it, and wakes the pass then.
+fn annotate_deadline(pass: &mut Pass, rs: &ReplicaSetView, deadline: Timestamp) {
+    pass.actions.push(Action::AnnotateReplicaSet {
+        name: rs.name.clone(),
+        key: SCALE_DOWN_DEADLINE_ANNOTATION.to_owned(),
+        value: Some(deadline.to_string()),
+    });
+    pass.wake(deadline);
+}
+
+/// Whether `rs` is still within its scale-down delay: its deadline (written `seconds` from now
+/// the first time) has not passed. The pass wakes at the deadline.
+pub(crate) fn in_scale_down_delay(
+    pass: &mut Pass,
+    rs: &ReplicaSetView,
+    seconds: i64,
+    now: Timestamp,
+) -> bool {
+    match rs.scale_down_deadline {
+        None => {
+            annotate_deadline(pass, rs, after(now, seconds));
+            true
+        }
+        Some(deadline) if deadline > now => {
+            pass.wake(deadline);
+            true
+        }
+        Some(_) => false,
     }
 }
 

@@ -3,15 +3,17 @@
 //! one switch, and the previous ReplicaSet leaves only after post-promotion and its delay.
 
 use crate::analysis::rollout::{RunIdentity, Verdict, follow, retire_runs};
-use crate::conditions::{self, reason};
-use crate::pass::{Pass, Target, after, collect_garbage, open_pass, plan_passes, scale_action};
+use crate::pass::{
+    Pass, Target, abort_update, add_pause_condition, after, apply_user_requests, collect_garbage,
+    complete_promotion, completed_event, enter_pause, held_for_inconclusive_run,
+    in_scale_down_delay, open_pass, pause_condition, plan_passes, release_inconclusive_pause,
+    remove_pause_condition, resumed, scale_action, start_update,
+};
 use crate::plan::{Action, RolloutEvent, RolloutPlan};
 use crate::snapshot::{AnalysisRunKind, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use ramp_api::rollout::{
-    AbortScaleDown, BlueGreenStatus, BlueGreenStrategy, PauseCondition, RolloutSpec,
-    condition_type, pause_reason,
+    AbortScaleDown, BlueGreenStatus, BlueGreenStrategy, RolloutSpec, pause_reason,
 };
 
 mod pods;
@@ -139,20 +141,11 @@ fn observe_revision(
         }
         return;
     }
-    st.current_pod_hash = Some(new_hash.to_owned());
-    st.abort = None;
-    st.aborted_at = None;
-    st.promote_full = None;
-    st.pause_conditions = None;
-    st.controller_pause = None;
-    let bg = st.blue_green.get_or_insert_with(Default::default);
+    start_update(pass, new_hash, revision);
+    let bg = pass.blue_green();
     bg.scale_up_preview_check_point = None;
     bg.pre_promotion_analysis_run_status = None;
     bg.post_promotion_analysis_run_status = None;
-    pass.events.push(RolloutEvent::normal(
-        "RolloutUpdated",
-        format!("Rollout updated to revision {revision}"),
-    ));
     let st = &mut pass.status;
     let fully_up = |rs: &ReplicaSetView| {
         rs.spec_replicas >= ctx.replicas && rs.available_replicas >= ctx.replicas
@@ -160,12 +153,8 @@ fn observe_revision(
     match stable {
         None => {
             st.stable_rs = Some(new_hash.to_owned());
-            pass.events.push(RolloutEvent::normal(
-                "RolloutCompleted",
-                format!(
-                    "Rollout completed update to revision {revision} ({new_hash}): Initial deploy"
-                ),
-            ));
+            pass.events
+                .push(completed_event(revision, new_hash, "Initial deploy"));
         }
         Some(s) if s.pod_template_hash.as_deref() == Some(new_hash) => {
             pass.events.push(RolloutEvent::normal(
@@ -177,12 +166,8 @@ fn observe_revision(
         // back at once: no pause, no analysis.
         Some(_) if new_rs.is_some_and(|rs| rs.scale_down_deadline.is_some() && fully_up(rs)) => {
             st.stable_rs = Some(new_hash.to_owned());
-            pass.events.push(RolloutEvent::normal(
-                "RolloutCompleted",
-                format!(
-                    "Rollout completed update to revision {revision} ({new_hash}): Fast rollback"
-                ),
-            ));
+            pass.events
+                .push(completed_event(revision, new_hash, "Fast rollback"));
         }
         Some(_) => {
             pass.events.push(RolloutEvent::normal(
@@ -197,63 +182,9 @@ fn observe_revision(
 
 /// Enters the aborted state once (`abortedAt` marks it), as upstream: Progressing False.
 fn enter_abort(ctx: &Ctx<'_>, pass: &mut Pass, revision: i64, cause: Option<&str>) {
-    let st = &mut pass.status;
-    st.abort = Some(true);
-    if st.aborted_at.is_some() {
-        return;
-    }
-    st.aborted_at = Some(Time(ctx.now));
-    st.pause_conditions = None;
-    st.controller_pause = None;
-    let cause = cause.map(|c| format!(": {c}")).or_else(|| {
-        st.condition(condition_type::PROGRESSING)
-            .filter(|c| c.reason == reason::PROGRESS_DEADLINE_EXCEEDED)
-            .map(|c| format!(": {}", c.message))
-    });
-    let message = format!(
-        "Rollout aborted update to revision {revision}{}",
-        cause.unwrap_or_default()
-    );
-    conditions::set_condition(
-        st,
-        condition_type::PROGRESSING,
-        Some(false),
-        reason::ROLLOUT_ABORTED,
-        &message,
-        ctx.now,
-    );
-    pass.events
-        .push(RolloutEvent::warning("RolloutAborted", message));
-    pass.progress_decided = true;
-}
-
-/// `status.abort` and `status.promoteFull` as users and tools write them.
-fn apply_user_requests(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, promoted: bool) {
-    let st = &mut pass.status;
-    if promoted {
-        st.abort = None;
-        st.aborted_at = None;
-        st.promote_full = None;
-        return;
-    }
-    if st.promote_full == Some(true) {
-        st.abort = None;
-        st.aborted_at = None;
-        st.pause_conditions = None;
-    }
-    if st.is_aborted() {
-        enter_abort(ctx, pass, new_rs.revision.unwrap_or(0), None);
-    } else if st.aborted_at.is_some() {
-        st.aborted_at = None;
-        conditions::set_condition(
-            st,
-            condition_type::PROGRESSING,
-            None,
-            reason::ROLLOUT_RETRY,
-            "Retrying Rollout after abort",
-            ctx.now,
-        );
-        pass.progress_decided = true;
+    pass.status.abort = Some(true);
+    if pass.status.aborted_at.is_none() {
+        abort_update(pass, revision, cause, ctx.now);
     }
 }
 
@@ -296,20 +227,8 @@ fn analysis_gate(
     } else {
         bg.post_promotion_analysis_run_status
     };
-    let paused = pass
-        .status
-        .pause_conditions
-        .iter()
-        .flatten()
-        .any(|c| c.reason == pause_reason::INCONCLUSIVE_ANALYSIS_RUN);
-    if !paused
-        && recorded
-            .as_ref()
-            .is_some_and(|r| r.status == "Inconclusive")
-    {
-        // A person resumed from the pause an Inconclusive run caused.
-        pass.status.controller_pause = None;
-    }
+    release_inconclusive_pause(&mut pass.status, recorded.as_ref());
+    let paused = held_for_inconclusive_run(&pass.status);
     let stable_hash = pass.status.stable_rs.clone();
     let id = RunIdentity {
         kind,
@@ -346,18 +265,7 @@ fn analysis_gate(
         Verdict::Failed(cause) => Gate::Failed(cause),
         Verdict::Inconclusive => {
             if !paused {
-                let st = &mut pass.status;
-                st.pause_conditions
-                    .get_or_insert_with(Vec::new)
-                    .push(PauseCondition {
-                        reason: pause_reason::INCONCLUSIVE_ANALYSIS_RUN.to_owned(),
-                        start_time: Time(ctx.now),
-                    });
-                st.controller_pause = Some(true);
-                pass.events.push(RolloutEvent::normal(
-                    "RolloutPaused",
-                    "Rollout is paused (InconclusiveAnalysisRun)",
-                ));
+                add_pause_condition(pass, pause_reason::INCONCLUSIVE_ANALYSIS_RUN, ctx.now);
             }
             pass.wait(format!("{label} AnalysisRun {name} is Inconclusive"));
             Gate::Waiting
@@ -377,13 +285,8 @@ fn promotion_pause(ctx: &Ctx<'_>, pass: &mut Pass, preview_ready: bool) -> bool 
     if auto && seconds == 0 {
         return true;
     }
-    let st = &mut pass.status;
-    let ours = st
-        .pause_conditions
-        .iter()
-        .flatten()
-        .find(|c| c.reason == pause_reason::BLUE_GREEN_PAUSE)
-        .cloned();
+    let st = &pass.status;
+    let ours = pause_condition(st, pause_reason::BLUE_GREEN_PAUSE).cloned();
     match ours {
         Some(condition) if auto => {
             let end = after(condition.start_time.0, seconds);
@@ -391,13 +294,8 @@ fn promotion_pause(ctx: &Ctx<'_>, pass: &mut Pass, preview_ready: bool) -> bool 
                 pass.wake(end);
                 return false;
             }
-            if let Some(list) = st.pause_conditions.as_mut() {
-                list.retain(|c| c.reason != pause_reason::BLUE_GREEN_PAUSE);
-            }
-            if st.pause_conditions.as_ref().is_some_and(Vec::is_empty) {
-                st.pause_conditions = None;
-            }
-            resumed(ctx, pass);
+            remove_pause_condition(&mut pass.status, pause_reason::BLUE_GREEN_PAUSE);
+            resumed(pass, ctx.now);
             true
         }
         Some(_) => false,
@@ -407,24 +305,7 @@ fn promotion_pause(ctx: &Ctx<'_>, pass: &mut Pass, preview_ready: bool) -> bool 
         None if st.controller_pause == Some(true) => true,
         None if !preview_ready => false,
         None => {
-            st.pause_conditions = Some(vec![PauseCondition {
-                reason: pause_reason::BLUE_GREEN_PAUSE.to_owned(),
-                start_time: Time(ctx.now),
-            }]);
-            st.controller_pause = Some(true);
-            pass.events.push(RolloutEvent::normal(
-                "RolloutPaused",
-                "Rollout is paused (BlueGreenPause)",
-            ));
-            conditions::set_condition(
-                st,
-                condition_type::PROGRESSING,
-                None,
-                reason::ROLLOUT_PAUSED,
-                "Rollout is paused",
-                ctx.now,
-            );
-            pass.progress_decided = true;
+            enter_pause(pass, pause_reason::BLUE_GREEN_PAUSE, ctx.now);
             if auto {
                 pass.wake(after(ctx.now, seconds));
             }
@@ -433,26 +314,19 @@ fn promotion_pause(ctx: &Ctx<'_>, pass: &mut Pass, preview_ready: bool) -> bool 
     }
 }
 
-fn resumed(ctx: &Ctx<'_>, pass: &mut Pass) {
-    pass.events
-        .push(RolloutEvent::normal("RolloutResumed", "Rollout is resumed"));
-    conditions::set_condition(
-        &mut pass.status,
-        condition_type::PROGRESSING,
-        None,
-        reason::ROLLOUT_RESUMED,
-        "Rollout is resumed",
-        ctx.now,
-    );
-    pass.progress_decided = true;
-}
-
 /// The main pass once the newest ReplicaSet exists: gates, services, sizes.
 fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&ReplicaSetView]) {
     let new_hash = new_rs.pod_template_hash.clone().unwrap_or_default();
     let revision = new_rs.revision.unwrap_or(0);
     let promoted_at_start = pass.status.stable_rs.as_deref() == Some(new_hash.as_str());
-    apply_user_requests(ctx, pass, new_rs, promoted_at_start);
+    // A full promotion keeps `controllerPause` like any promotion: it ends with the switch.
+    apply_user_requests(
+        pass,
+        promoted_at_start,
+        ctx.now,
+        |_| {},
+        |pass, cause| enter_abort(ctx, pass, revision, cause),
+    );
     let active_service = ctx.strategy.active_service.as_str();
     let preview_service = ctx
         .strategy
@@ -643,17 +517,12 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
             continue;
         }
         let delay = i64::from(ctx.strategy.scale_down_delay_seconds().max(0));
-        match rs.scale_down_deadline {
-            None if delay > 0 => {
-                let deadline = after(ctx.now, delay);
-                annotate_deadline(pass, rs, deadline);
-                delayed.push(rs);
-            }
-            Some(deadline) if deadline > ctx.now => {
-                pass.wake(deadline);
-                delayed.push(rs);
-            }
-            _ => targets.push(Target { rs, to: 0 }),
+        // Without a delay, only a deadline already written is waited out.
+        let delays = delay > 0 || rs.scale_down_deadline.is_some();
+        if delays && in_scale_down_delay(pass, rs, delay, ctx.now) {
+            delayed.push(rs);
+        } else {
+            targets.push(Target { rs, to: 0 });
         }
     }
     if let Some(limit) = ctx.strategy.scale_down_delay_revision_limit {
@@ -755,29 +624,15 @@ fn aborted_preview_size(ctx: &Ctx<'_>, pass: &mut Pass, rs: &ReplicaSetView, ser
     match ctx.strategy.abort_scale_down() {
         AbortScaleDown::Never => rs.spec_replicas,
         AbortScaleDown::AfterSeconds(seconds) if seconds <= 0 => 0,
-        AbortScaleDown::AfterSeconds(seconds) => match rs.scale_down_deadline {
-            None => {
-                annotate_deadline(pass, rs, after(ctx.now, i64::from(seconds)));
+        AbortScaleDown::AfterSeconds(seconds) => {
+            if in_scale_down_delay(pass, rs, i64::from(seconds), ctx.now) {
                 pass.waiting = true;
                 rs.spec_replicas
+            } else {
+                0
             }
-            Some(deadline) if deadline > ctx.now => {
-                pass.wake(deadline);
-                pass.waiting = true;
-                rs.spec_replicas
-            }
-            Some(_) => 0,
-        },
+        }
     }
-}
-
-fn annotate_deadline(pass: &mut Pass, rs: &ReplicaSetView, deadline: Timestamp) {
-    pass.actions.push(Action::AnnotateReplicaSet {
-        name: rs.name.clone(),
-        key: SCALE_DOWN_DEADLINE_ANNOTATION.to_owned(),
-        value: Some(deadline.to_string()),
-    });
-    pass.wake(deadline);
 }
 
 fn switch_service(
@@ -802,18 +657,10 @@ fn switch_service(
 
 /// The new ReplicaSet took the active service and passed verification: it is stable.
 fn promote(pass: &mut Pass, new_hash: &str, revision: i64, promote_full: bool) {
-    let st = &mut pass.status;
-    st.stable_rs = Some(new_hash.to_owned());
-    st.promote_full = None;
-    st.pause_conditions = None;
-    st.controller_pause = None;
     let why = if promote_full {
         "Full promotion requested"
     } else {
         "Completed blue-green update"
     };
-    pass.events.push(RolloutEvent::normal(
-        "RolloutCompleted",
-        format!("Rollout completed update to revision {revision} ({new_hash}): {why}"),
-    ));
+    complete_promotion(pass, new_hash, revision, why);
 }

@@ -5,16 +5,17 @@
 use super::routes::Routing;
 use super::{Ctx, Pass, Target, after};
 use crate::analysis::rollout::{RunIdentity, Verdict, follow};
-use crate::conditions::{self, reason};
 use crate::hash::steps_hash;
-use crate::plan::{Action, RolloutEvent};
+pub(super) use crate::pass::held_for_inconclusive_run;
+use crate::pass::{
+    self, abort_update, complete_promotion, completed_event, enter_pause, in_scale_down_delay,
+    pause_condition, release_inconclusive_pause, remove_pause_condition, resumed, start_update,
+};
+use crate::plan::RolloutEvent;
 use crate::snapshot::AnalysisRunKind;
-use crate::snapshot::{ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use crate::snapshot::ReplicaSetView;
 use ramp_api::rollout::{
-    AbortScaleDown, CanaryStatus, CanaryStep, PauseCondition, RolloutAnalysisRunStatus,
-    RolloutStatus, condition_type, pause_reason,
+    AbortScaleDown, CanaryStatus, CanaryStep, RolloutAnalysisRunStatus, RolloutStatus, pause_reason,
 };
 
 fn hash_of(rs: &ReplicaSetView) -> Option<&str> {
@@ -60,27 +61,16 @@ pub(super) fn observe_revision(
     new_hash: &str,
     revision: i64,
 ) {
-    let st = &mut pass.status;
-    let previous_hash = st.current_pod_hash.clone();
+    let previous_hash = pass.status.current_pod_hash.clone();
     if previous_hash.as_deref() != Some(new_hash) {
-        st.current_pod_hash = Some(new_hash.to_owned());
-        st.abort = None;
-        st.aborted_at = None;
-        st.promote_full = None;
-        st.pause_conditions = None;
-        st.controller_pause = None;
-        pass.events.push(RolloutEvent::normal(
-            "RolloutUpdated",
-            format!("Rollout updated to revision {revision}"),
-        ));
+        start_update(pass, new_hash, revision);
+        let st = &mut pass.status;
         match stable_rs {
             None => {
                 st.stable_rs = Some(new_hash.to_owned());
                 st.current_step_index = ctx.done_index();
-                pass.events.push(RolloutEvent::normal(
-                    "RolloutCompleted",
-                    format!("Rollout completed update to revision {revision} ({new_hash}): Initial deploy"),
-                ));
+                pass.events
+                    .push(completed_event(revision, new_hash, "Initial deploy"));
             }
             Some(stable) if hash_of(stable) == Some(new_hash) => {
                 st.current_step_index = ctx.done_index();
@@ -106,11 +96,12 @@ pub(super) fn observe_revision(
                 ));
             }
         }
-    } else if stable_rs.is_none() && st.stable_rs.as_deref() != Some(new_hash) {
+    } else if stable_rs.is_none() && pass.status.stable_rs.as_deref() != Some(new_hash) {
         // The stable ReplicaSet vanished: nothing to go back to, so the newest is stable.
-        st.stable_rs = Some(new_hash.to_owned());
-        st.current_step_index = ctx.done_index();
+        pass.status.stable_rs = Some(new_hash.to_owned());
+        pass.status.current_step_index = ctx.done_index();
     }
+    let st = &mut pass.status;
     let hash = steps_hash(ctx.steps);
     if st.current_step_hash.as_deref() != Some(hash.as_str()) {
         if st.current_step_hash.is_some() && previous_hash.as_deref() == Some(new_hash) {
@@ -130,71 +121,28 @@ pub(super) fn observe_revision(
     };
 }
 
-/// `status.abort`, `status.promoteFull` as users and tools write them.
+/// `status.abort`, `status.promoteFull` as users and tools write them; a full promotion skips
+/// the remaining steps.
 pub(super) fn apply_user_requests(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView) {
-    let st = &mut pass.status;
-    let promoted = st.stable_rs.as_deref() == hash_of(new_rs);
+    let promoted = pass.status.stable_rs.as_deref() == hash_of(new_rs);
     let revision = new_rs.revision.unwrap_or(0);
-    if promoted {
-        // Nothing left to abort or promote.
-        st.abort = None;
-        st.aborted_at = None;
-        st.promote_full = None;
-        return;
-    }
-    if st.promote_full == Some(true) {
-        st.abort = None;
-        st.aborted_at = None;
-        st.current_step_index = ctx.done_index();
-        st.pause_conditions = None;
-        st.controller_pause = None;
-    }
-    if st.is_aborted() {
-        if st.aborted_at.is_none() {
-            let cause = st
-                .condition(condition_type::PROGRESSING)
-                .filter(|c| c.reason == reason::PROGRESS_DEADLINE_EXCEEDED)
-                .map(|c| c.message.clone());
-            enter_abort(ctx, pass, revision, cause.as_deref());
-        }
-    } else if st.aborted_at.is_some() {
-        st.aborted_at = None;
-        conditions::set_condition(
-            st,
-            condition_type::PROGRESSING,
-            None,
-            reason::ROLLOUT_RETRY,
-            "Retrying Rollout after abort",
-            ctx.now,
-        );
-        pass.progress_decided = true;
-    }
+    pass::apply_user_requests(
+        pass,
+        promoted,
+        ctx.now,
+        |st| {
+            st.current_step_index = ctx.done_index();
+            st.controller_pause = None;
+        },
+        |pass, cause| enter_abort(ctx, pass, revision, cause),
+    );
 }
 
 /// Aborts the update to `revision`: steps start over, pauses are dropped, and the Progressing
 /// condition and a Warning event carry the cause. Traffic goes back to stable on the next pass.
-pub(super) fn enter_abort(ctx: &Ctx<'_>, pass: &mut Pass, revision: i64, cause: Option<&str>) {
-    let st = &mut pass.status;
-    st.abort = Some(true);
-    st.aborted_at = Some(Time(ctx.now));
-    st.current_step_index = (!ctx.steps.is_empty()).then_some(0);
-    st.pause_conditions = None;
-    st.controller_pause = None;
-    let message = match cause {
-        Some(cause) => format!("Rollout aborted update to revision {revision}: {cause}"),
-        None => format!("Rollout aborted update to revision {revision}"),
-    };
-    conditions::set_condition(
-        st,
-        condition_type::PROGRESSING,
-        Some(false),
-        reason::ROLLOUT_ABORTED,
-        &message,
-        ctx.now,
-    );
-    pass.events
-        .push(RolloutEvent::warning("RolloutAborted", message));
-    pass.progress_decided = true;
+fn enter_abort(ctx: &Ctx<'_>, pass: &mut Pass, revision: i64, cause: Option<&str>) {
+    pass.status.current_step_index = (!ctx.steps.is_empty()).then_some(0);
+    abort_update(pass, revision, cause, ctx.now);
 }
 
 /// The revision under update, for the runs that judge it.
@@ -202,19 +150,6 @@ pub(super) struct Update<'a> {
     pub hash: &'a str,
     pub revision: i64,
     pub stable_hash: Option<&'a str>,
-}
-
-fn inconclusive_pause(status: &RolloutStatus) -> bool {
-    status
-        .pause_conditions
-        .iter()
-        .flatten()
-        .any(|c| c.reason == pause_reason::INCONCLUSIVE_ANALYSIS_RUN)
-}
-
-/// A pause for an Inconclusive run is being held: steps and promotion wait for a person.
-pub(super) fn held_for_inconclusive_run(status: &RolloutStatus) -> bool {
-    inconclusive_pause(status)
 }
 
 /// Follows the run of one analysis and acts on its verdict: Failed/Error aborts, Inconclusive
@@ -226,16 +161,9 @@ fn follow_analysis(
     id: &RunIdentity<'_>,
     slot: fn(&mut CanaryStatus) -> &mut Option<RolloutAnalysisRunStatus>,
 ) -> Option<Verdict> {
-    let paused = inconclusive_pause(&pass.status);
+    let paused = held_for_inconclusive_run(&pass.status);
     let recorded = pass.status.canary.as_mut().and_then(|c| slot(c).clone());
-    if !paused
-        && recorded
-            .as_ref()
-            .is_some_and(|r| r.status == "Inconclusive")
-    {
-        // A person resumed from the pause an Inconclusive run caused.
-        pass.status.controller_pause = None;
-    }
+    release_inconclusive_pause(&mut pass.status, recorded.as_ref());
     let followed = match follow(
         ctx.snap,
         analysis,
@@ -256,27 +184,7 @@ fn follow_analysis(
     match &followed.verdict {
         Verdict::Failed(cause) => enter_abort(ctx, pass, id.revision, Some(cause)),
         Verdict::Inconclusive if !paused => {
-            let st = &mut pass.status;
-            st.pause_conditions
-                .get_or_insert_with(Vec::new)
-                .push(PauseCondition {
-                    reason: pause_reason::INCONCLUSIVE_ANALYSIS_RUN.to_owned(),
-                    start_time: Time(ctx.now),
-                });
-            st.controller_pause = Some(true);
-            pass.events.push(RolloutEvent::normal(
-                "RolloutPaused",
-                "Rollout is paused (InconclusiveAnalysisRun)",
-            ));
-            conditions::set_condition(
-                st,
-                condition_type::PROGRESSING,
-                None,
-                reason::ROLLOUT_PAUSED,
-                "Rollout is paused",
-                ctx.now,
-            );
-            pass.progress_decided = true;
+            enter_pause(pass, pause_reason::INCONCLUSIVE_ANALYSIS_RUN, ctx.now);
         }
         Verdict::Running => {
             pass.waiting_message = Some(format!(
@@ -393,29 +301,11 @@ pub(super) fn hold_aborted_canary(
     if delay == 0 {
         return false;
     }
-    match rs.scale_down_deadline {
-        None => {
-            let deadline = after(ctx.now, i64::from(delay));
-            annotate_deadline(pass, rs, deadline);
-            target.to = rs.spec_replicas;
-            true
-        }
-        Some(deadline) if deadline > ctx.now => {
-            pass.wake(deadline);
-            target.to = rs.spec_replicas;
-            true
-        }
-        Some(_) => false,
+    let delayed = in_scale_down_delay(pass, rs, i64::from(delay), ctx.now);
+    if delayed {
+        target.to = rs.spec_replicas;
     }
-}
-
-fn annotate_deadline(pass: &mut Pass, rs: &ReplicaSetView, deadline: Timestamp) {
-    pass.actions.push(Action::AnnotateReplicaSet {
-        name: rs.name.clone(),
-        key: SCALE_DOWN_DEADLINE_ANNOTATION.to_owned(),
-        value: Some(deadline.to_string()),
-    });
-    pass.wake(deadline);
+    delayed
 }
 
 /// Target size of an older ReplicaSet with traffic routing: kept while anything routes to
@@ -429,13 +319,6 @@ pub(super) fn old_routed_target(
 ) -> (i32, bool) {
     if routing.references(rs) {
         return (rs.spec_replicas, false);
-    }
-    if let Some(deadline) = rs.scale_down_deadline {
-        if deadline > ctx.now {
-            pass.wake(deadline);
-            return (rs.spec_replicas, true);
-        }
-        return (0, false);
     }
     let hash = hash_of(rs);
     let stable_service = ctx
@@ -451,8 +334,10 @@ pub(super) fn old_routed_target(
         .and_then(|w| w.stable.pod_template_hash.as_deref());
     let was_stable = hash.is_some() && (stable_service == hash || written_stable == hash);
     let delay = ctx.strategy.scale_down_delay_seconds();
-    if was_stable && !ctx.strategy.dynamic_stable_scale() && delay > 0 {
-        annotate_deadline(pass, rs, after(ctx.now, i64::from(delay)));
+    // A delay already running is waited out; a new one starts only for the replaced stable.
+    let delays = rs.scale_down_deadline.is_some()
+        || (was_stable && !ctx.strategy.dynamic_stable_scale() && delay > 0);
+    if delays && in_scale_down_delay(pass, rs, i64::from(delay), ctx.now) {
         return (rs.spec_replicas, true);
     }
     (0, false)
@@ -556,26 +441,12 @@ fn pause_step(ctx: &Ctx<'_>, pass: &mut Pass, pause: &ramp_api::rollout::Rollout
         .parsed_duration()
         .and_then(Result::ok)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let st = &mut pass.status;
-    let ours = st
-        .pause_conditions
-        .iter()
-        .flatten()
-        .find(|c| c.reason == pause_reason::CANARY_PAUSE_STEP)
-        .cloned();
-    let resumed = |pass: &mut Pass| {
+    let st = &pass.status;
+    let ours = pause_condition(st, pause_reason::CANARY_PAUSE_STEP).cloned();
+    // The pause episode ends here for a canary: a later pause step starts its own.
+    let resume = |pass: &mut Pass| {
         pass.status.controller_pause = None;
-        pass.events
-            .push(RolloutEvent::normal("RolloutResumed", "Rollout is resumed"));
-        conditions::set_condition(
-            &mut pass.status,
-            condition_type::PROGRESSING,
-            None,
-            reason::ROLLOUT_RESUMED,
-            "Rollout is resumed",
-            ctx.now,
-        );
-        pass.progress_decided = true;
+        resumed(pass, ctx.now);
         true
     };
     match ours {
@@ -585,18 +456,8 @@ fn pause_step(ctx: &Ctx<'_>, pass: &mut Pass, pause: &ramp_api::rollout::Rollout
             };
             let end = after(condition.start_time.0, seconds);
             if ctx.now >= end {
-                if let Some(list) = pass.status.pause_conditions.as_mut() {
-                    list.retain(|c| c.reason != pause_reason::CANARY_PAUSE_STEP);
-                }
-                if pass
-                    .status
-                    .pause_conditions
-                    .as_ref()
-                    .is_some_and(Vec::is_empty)
-                {
-                    pass.status.pause_conditions = None;
-                }
-                resumed(pass)
+                remove_pause_condition(&mut pass.status, pause_reason::CANARY_PAUSE_STEP);
+                resume(pass)
             } else {
                 pass.wake(end);
                 false
@@ -604,26 +465,9 @@ fn pause_step(ctx: &Ctx<'_>, pass: &mut Pass, pause: &ramp_api::rollout::Rollout
         }
         None if st.has_pause_conditions() => false,
         // The controller paused and a user cleared the conditions: that is a promotion.
-        None if st.controller_pause == Some(true) => resumed(pass),
+        None if st.controller_pause == Some(true) => resume(pass),
         None => {
-            st.pause_conditions = Some(vec![PauseCondition {
-                reason: pause_reason::CANARY_PAUSE_STEP.to_owned(),
-                start_time: Time(ctx.now),
-            }]);
-            st.controller_pause = Some(true);
-            pass.events.push(RolloutEvent::normal(
-                "RolloutPaused",
-                "Rollout is paused (CanaryPauseStep)",
-            ));
-            conditions::set_condition(
-                st,
-                condition_type::PROGRESSING,
-                None,
-                reason::ROLLOUT_PAUSED,
-                "Rollout is paused",
-                ctx.now,
-            );
-            pass.progress_decided = true;
+            enter_pause(pass, pause_reason::CANARY_PAUSE_STEP, ctx.now);
             if let Some(seconds) = duration {
                 pass.wake(after(ctx.now, seconds));
             }
@@ -666,19 +510,8 @@ pub(super) fn promote(
     } else {
         format!("Completed all {} canary steps", ctx.steps.len())
     };
-    let st = &mut pass.status;
-    st.stable_rs = Some(hash.clone());
-    st.current_step_index = ctx.done_index();
-    st.promote_full = None;
-    st.pause_conditions = None;
-    st.controller_pause = None;
-    pass.events.push(RolloutEvent::normal(
-        "RolloutCompleted",
-        format!(
-            "Rollout completed update to revision {} ({hash}): {why}",
-            new_rs.revision.unwrap_or(0)
-        ),
-    ));
+    pass.status.current_step_index = ctx.done_index();
+    complete_promotion(pass, &hash, new_rs.revision.unwrap_or(0), &why);
 }
 
 /// Whether the update is at a step whose waiting does not count against the deadline.
