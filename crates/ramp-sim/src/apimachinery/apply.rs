@@ -60,7 +60,13 @@ impl ManagedFieldsEntry {
     pub fn read_all(object: &Value) -> Vec<Self> {
         object
             .pointer("/metadata/managedFields")
-            .and_then(Value::as_array)
+            .map(Self::read_list)
+            .unwrap_or_default()
+    }
+
+    /// Parses a `managedFields` list; malformed entries are skipped.
+    fn read_list(list: &Value) -> Vec<Self> {
+        list.as_array()
             .map(|entries| entries.iter().filter_map(Self::parse).collect())
             .unwrap_or_default()
     }
@@ -101,6 +107,39 @@ impl ManagedFieldsEntry {
             && self.operation == operation
             && self.subresource.as_deref() == subresource
     }
+}
+
+/// The owned fields of `manager`'s (`operation`, `subresource`) entry, created at the end of
+/// `entries` if the manager has none yet; the entry is stamped as written now in `api_version`.
+fn claim<'e>(
+    entries: &'e mut Vec<ManagedFieldsEntry>,
+    manager: &str,
+    operation: &str,
+    subresource: Option<&str>,
+    api_version: &str,
+    now: &str,
+) -> &'e mut FieldSet {
+    let at = match entries
+        .iter()
+        .position(|e| e.same_slot(manager, operation, subresource))
+    {
+        Some(at) => at,
+        None => {
+            entries.push(ManagedFieldsEntry {
+                manager: manager.to_owned(),
+                operation: operation.to_owned(),
+                api_version: String::new(),
+                time: None,
+                subresource: subresource.map(str::to_owned),
+                fields: FieldSet::default(),
+            });
+            entries.len() - 1
+        }
+    };
+    let entry = &mut entries[at];
+    entry.api_version = api_version.to_owned();
+    entry.time = Some(now.to_owned());
+    &mut entry.fields
 }
 
 fn write_entries(object: &mut Value, entries: &[ManagedFieldsEntry]) {
@@ -152,20 +191,17 @@ impl WriteScope {
         let Value::Object(map) = object else {
             return object.clone();
         };
-        let kept: Map<String, Value> = match self {
-            Self::Whole => map.clone(),
-            Self::Main | Self::Scale => map
-                .iter()
-                .filter(|(k, _)| k.as_str() != "status")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            Self::Status => map
-                .iter()
-                .filter(|(k, _)| matches!(k.as_str(), "apiVersion" | "kind" | "status"))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+        let keeps = |key: &str| match self {
+            Self::Whole => true,
+            Self::Main | Self::Scale => key != "status",
+            Self::Status => matches!(key, "apiVersion" | "kind" | "status"),
         };
-        Value::Object(kept)
+        Value::Object(
+            map.iter()
+                .filter(|(k, _)| keeps(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 }
 
@@ -355,9 +391,11 @@ pub fn server_side_apply(
         }
     }
 
+    let is_own_apply =
+        |e: &ManagedFieldsEntry| e.same_slot(request.field_manager, "Apply", subresource);
     let previous = entries
         .iter()
-        .find(|e| e.same_slot(request.field_manager, "Apply", subresource))
+        .find(|e| is_own_apply(e))
         .map(|e| e.fields.clone())
         .unwrap_or_default();
 
@@ -367,10 +405,9 @@ pub fn server_side_apply(
         .paths()
         .filter(|p| !applied_fields.contains(p))
         .filter(|p| {
-            !entries.iter().any(|e| {
-                !e.same_slot(request.field_manager, "Apply", subresource)
-                    && e.fields.covers_or_has_descendant(p)
-            })
+            !entries
+                .iter()
+                .any(|e| !is_own_apply(e) && e.fields.covers_or_has_descendant(p))
         })
         .filter(|p| !applied_fields.covers_or_has_descendant(p))
         .collect();
@@ -410,24 +447,14 @@ pub fn server_side_apply(
         }
     }
 
-    match entries
-        .iter_mut()
-        .find(|e| e.same_slot(request.field_manager, "Apply", subresource))
-    {
-        Some(entry) => {
-            entry.fields = applied_fields;
-            entry.api_version = request.api_version.to_owned();
-            entry.time = Some(request.now.to_owned());
-        }
-        None => entries.push(ManagedFieldsEntry {
-            manager: request.field_manager.to_owned(),
-            operation: "Apply".to_owned(),
-            api_version: request.api_version.to_owned(),
-            time: Some(request.now.to_owned()),
-            subresource: subresource.map(str::to_owned),
-            fields: applied_fields,
-        }),
-    }
+    *claim(
+        &mut entries,
+        request.field_manager,
+        "Apply",
+        subresource,
+        request.api_version,
+        request.now,
+    ) = applied_fields;
     write_entries(&mut merged, &entries);
     Ok(merged)
 }
@@ -453,9 +480,10 @@ fn merge_applied(
 ) -> Value {
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     match (live, applied) {
-        (Value::Object(live_map), Value::Object(applied_map))
-            if !structure.map_is_atomic(&name_refs) =>
-        {
+        (_, Value::Object(applied_map)) if !structure.map_is_atomic(&name_refs) => {
+            // A live value that is not a map is replaced by the applied map, merged from empty.
+            let no_fields = Map::new();
+            let live_map = live.as_object().unwrap_or(&no_fields);
             let mut out = live_map.clone();
             for (key, value) in applied_map {
                 names.push(key.clone());
@@ -470,12 +498,6 @@ fn merge_applied(
             }
             Value::Object(out)
         }
-        (_, Value::Object(applied_map)) if !structure.map_is_atomic(&name_refs) => merge_applied(
-            structure,
-            &json!({}),
-            &Value::Object(applied_map.clone()),
-            names,
-        ),
         (Value::Array(live_items), Value::Array(applied_items)) => {
             match structure.list_shape(&name_refs) {
                 ListShape::Set => Value::Array(interleave(
@@ -578,9 +600,7 @@ pub fn record_update(
         .cloned();
     let sent = new.pointer("/metadata/managedFields").cloned();
     let mut entries = match (&sent, old) {
-        (Some(sent), _) if Some(sent) != stored.as_ref() => {
-            ManagedFieldsEntry::read_all(&json!({"metadata": {"managedFields": sent}}))
-        }
+        (Some(sent), _) if Some(sent) != stored.as_ref() => ManagedFieldsEntry::read_list(sent),
         (_, Some(old)) => ManagedFieldsEntry::read_all(old),
         (_, None) => Vec::new(),
     };
@@ -601,27 +621,16 @@ pub fn record_update(
     }
     let subresource = scope.subresource();
     if !changed.is_empty() {
-        let slot = entries
-            .iter()
-            .position(|e| e.same_slot(field_manager, "Update", subresource));
-        let entry = match slot {
-            Some(at) => &mut entries[at],
-            None => {
-                entries.push(ManagedFieldsEntry {
-                    manager: field_manager.to_owned(),
-                    operation: "Update".to_owned(),
-                    api_version: api_version.to_owned(),
-                    time: None,
-                    subresource: subresource.map(str::to_owned),
-                    fields: FieldSet::default(),
-                });
-                let last = entries.len() - 1;
-                &mut entries[last]
-            }
-        };
-        entry.fields.paths.extend(changed);
-        entry.api_version = api_version.to_owned();
-        entry.time = Some(now.to_owned());
+        claim(
+            &mut entries,
+            field_manager,
+            "Update",
+            subresource,
+            api_version,
+            now,
+        )
+        .paths
+        .extend(changed);
     }
     write_entries(new, &entries);
 }
