@@ -4,10 +4,10 @@
 
 use crate::analysis::rollout::{RunIdentity, Verdict, follow, retire_runs};
 use crate::pass::{
-    Pass, Target, abort_update, add_pause_condition, after, apply_user_requests, collect_garbage,
-    complete_promotion, completed_event, enter_pause, held_for_inconclusive_run,
-    in_scale_down_delay, open_pass, pause_condition, plan_passes, release_inconclusive_pause,
-    remove_pause_condition, resumed, scale_action, start_update,
+    Pass, Target, abort_update, after, apply_user_requests, collect_garbage, complete_promotion,
+    completed_event, enter_pause, held_for_inconclusive_run, in_scale_down_delay, open_pass,
+    pause_condition, plan_passes, release_inconclusive_pause, remove_pause_condition, resumed,
+    scale_action, start_update,
 };
 use crate::plan::{Action, RolloutEvent, RolloutPlan};
 use crate::snapshot::{AnalysisRunKind, ReplicaSetView, SCALE_DOWN_DEADLINE_ANNOTATION, Snapshot};
@@ -265,7 +265,7 @@ fn analysis_gate(
         Verdict::Failed(cause) => Gate::Failed(cause),
         Verdict::Inconclusive => {
             if !paused {
-                add_pause_condition(pass, pause_reason::INCONCLUSIVE_ANALYSIS_RUN, ctx.now);
+                enter_pause(pass, pause_reason::INCONCLUSIVE_ANALYSIS_RUN, ctx.now);
             }
             pass.wait(format!("{label} AnalysisRun {name} is Inconclusive"));
             Gate::Waiting

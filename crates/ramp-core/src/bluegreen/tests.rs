@@ -8,7 +8,8 @@ use crate::snapshot::{AnalysisRunKind, AnalysisRunSummary, ServiceView, Snapshot
 use k8s_openapi::jiff::SignedDuration;
 use proptest::prelude::*;
 use ramp_api::rollout::{
-    AnalysisTemplateRef, BlueGreenStrategy, RolloutAnalysis, RolloutStrategy, pause_reason,
+    AnalysisTemplateRef, BlueGreenStrategy, RolloutAnalysis, RolloutStrategy, condition_type,
+    pause_reason,
 };
 
 fn analysis() -> Option<RolloutAnalysis> {
@@ -978,6 +979,16 @@ fn an_inconclusive_pre_promotion_run_pauses_until_promoted_then_a_fresh_run_deci
     assert_eq!(
         phase(&sim),
         pair("Paused", pause_reason::INCONCLUSIVE_ANALYSIS_RUN)
+    );
+    // As every pause: Progressing is Unknown/RolloutPaused (upstream derives it from the pause
+    // conditions, whatever the strategy), so the progress deadline does not run out meanwhile.
+    let progressing = status(&sim)
+        .condition(condition_type::PROGRESSING)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("Unknown", "RolloutPaused")
     );
     assert_eq!(selectors(&sim), pair("web:1", "web:2"), "no switch");
     promote(&mut sim);
