@@ -3,6 +3,7 @@
 //! a plan applied to the world it produced plans nothing (idempotence by construction).
 
 use crate::analysis::rollout::retire_runs;
+use crate::ephemeral::{RoleMetadata, ephemeral_metadata};
 use crate::pass::{Pass, Target, after, collect_garbage, open_pass, plan_passes, scale_action};
 use crate::plan::{Action, RolloutPlan};
 use crate::replicas::{
@@ -17,6 +18,9 @@ mod restart;
 mod routes;
 mod status;
 mod steps;
+
+#[cfg(test)]
+mod metadata_tests;
 
 /// Passes after which planning stops even without a fixed point (the next reconcile then
 /// carries on): each pass acts or advances the status, a step takes at most a few passes.
@@ -287,7 +291,14 @@ fn reconcile(
         .filter(|t| t.to < t.rs.spec_replicas)
         .map(|t| scale_action(pass, t))
         .collect();
-    let mut ordered = scale_ups;
+    // Pods get their role's metadata before any pod is added and before traffic or a
+    // Service selector moves, as upstream reconciles it ahead of services and scaling.
+    let roles = RoleMetadata {
+        unpromoted: ctx.strategy.canary_metadata.as_ref(),
+        stable: ctx.strategy.stable_metadata.as_ref(),
+    };
+    let mut ordered = ephemeral_metadata(roles, pass.status.stable_rs.as_deref(), new_rs, live);
+    ordered.extend(scale_ups);
     ordered.extend(routing.actions.iter().cloned());
     ordered.extend(deadline_marks);
     ordered.extend(scale_downs);

@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod bluegreen;
 pub mod canary;
 pub mod conditions;
+mod ephemeral;
 pub mod hash;
 mod pass;
 pub mod plan;

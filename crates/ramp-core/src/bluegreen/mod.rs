@@ -537,8 +537,12 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
         targets.retain(|t| promoted && t.rs.name == new_rs.name && t.rs.spec_replicas > 0);
     }
     // Pods get their role's metadata before any pod is added.
+    let roles = crate::ephemeral::RoleMetadata {
+        unpromoted: ctx.strategy.preview_metadata.as_ref(),
+        stable: ctx.strategy.active_metadata.as_ref(),
+    };
     let mut ordered =
-        pods::ephemeral_metadata(ctx.strategy, pass.status.stable_rs.as_deref(), new_rs, live);
+        crate::ephemeral::ephemeral_metadata(roles, pass.status.stable_rs.as_deref(), new_rs, live);
     let ups: Vec<Action> = targets
         .iter()
         .filter(|t| t.to > t.rs.spec_replicas)

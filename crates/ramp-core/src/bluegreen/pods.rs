@@ -1,14 +1,14 @@
 //! What blue-green puts on pods besides the rollout's own template: the anti-affinity that
-//! keeps a new revision's pods off the nodes of the stable revision's, and the
-//! `activeMetadata` / `previewMetadata` a ReplicaSet's pods carry while they play that role.
+//! keeps a new revision's pods off the nodes of the stable revision's. The role metadata
+//! (`activeMetadata` / `previewMetadata`) is decided in `crate::ephemeral`, shared with canary.
 
 use crate::plan::Action;
-use crate::snapshot::{POD_TEMPLATE_HASH_LABEL, ReplicaSetView};
+use crate::snapshot::POD_TEMPLATE_HASH_LABEL;
 use k8s_openapi::api::core::v1::{
     Affinity, PodAffinityTerm, PodAntiAffinity, PodTemplateSpec, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
-use ramp_api::rollout::{AntiAffinity, BlueGreenStrategy, PodTemplateMetadata};
+use ramp_api::rollout::{AntiAffinity, BlueGreenStrategy};
 
 /// Topology of the injected anti-affinity term: one node.
 const HOSTNAME_TOPOLOGY: &str = "kubernetes.io/hostname";
@@ -77,59 +77,6 @@ fn add_anti_affinity(template: &mut PodTemplateSpec, anti_affinity: &AntiAffinit
     }
 }
 
-/// The `SetPodMetadata` actions that give every live ReplicaSet's pods the metadata of their
-/// role: the newest ReplicaSet carries `previewMetadata` until it is stable and
-/// `activeMetadata` from then on, the stable ReplicaSet of an update in progress carries
-/// `activeMetadata`, and every other ReplicaSet loses what was injected before.
-pub(super) fn ephemeral_metadata(
-    strategy: &BlueGreenStrategy,
-    stable_hash: Option<&str>,
-    new_rs: &ReplicaSetView,
-    live: &[&ReplicaSetView],
-) -> Vec<Action> {
-    let new_hash = new_rs.pod_template_hash.as_deref();
-    let promoted = stable_hash.is_none_or(|s| Some(s) == new_hash);
-    let role = |rs: &ReplicaSetView| {
-        let hash = rs.pod_template_hash.as_deref();
-        let metadata = if rs.name == new_rs.name {
-            if promoted {
-                strategy.active_metadata.as_ref()
-            } else {
-                strategy.preview_metadata.as_ref()
-            }
-        } else if !promoted && hash.is_some() && hash == stable_hash {
-            strategy.active_metadata.as_ref()
-        } else {
-            None
-        };
-        normalized(metadata)
-    };
-    live.iter()
-        .filter_map(|rs| {
-            let hash = rs.pod_template_hash.clone()?;
-            let wanted = role(rs);
-            let previous = normalized(rs.ephemeral_metadata.as_ref());
-            (wanted != previous).then(|| Action::SetPodMetadata {
-                replica_set: rs.name.clone(),
-                pod_template_hash: hash,
-                metadata: wanted,
-                previous,
-            })
-        })
-        .collect()
-}
-
-/// Empty maps and absent ones mean the same: nothing injected.
-fn normalized(metadata: Option<&PodTemplateMetadata>) -> PodTemplateMetadata {
-    let non_empty = |map: &Option<std::collections::BTreeMap<String, String>>| {
-        map.clone().filter(|m| !m.is_empty())
-    };
-    metadata.map_or_else(PodTemplateMetadata::default, |m| PodTemplateMetadata {
-        labels: non_empty(&m.labels),
-        annotations: non_empty(&m.annotations),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +85,6 @@ mod tests {
         RequiredDuringSchedulingIgnoredDuringExecution,
     };
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn create(hash: &str, template: PodTemplateSpec) -> Action {
         Action::CreateReplicaSet {
@@ -255,123 +201,5 @@ mod tests {
             vec![create("new", PodTemplateSpec::default())],
             "nothing injected"
         );
-    }
-
-    fn rs(hash: &str, recorded: Option<PodTemplateMetadata>) -> ReplicaSetView {
-        ReplicaSetView {
-            name: format!("web-{hash}"),
-            pod_template_hash: Some(hash.to_owned()),
-            revision: None,
-            revision_history: None,
-            spec_replicas: 1,
-            replicas: 1,
-            ready_replicas: 1,
-            available_replicas: 1,
-            scale_down_deadline: None,
-            created_at: None,
-            template: None,
-            being_deleted: false,
-            ephemeral_metadata: recorded,
-        }
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> PodTemplateMetadata {
-        PodTemplateMetadata {
-            labels: Some(
-                pairs
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect::<BTreeMap<_, _>>(),
-            ),
-            annotations: None,
-        }
-    }
-
-    fn roles() -> BlueGreenStrategy {
-        BlueGreenStrategy {
-            active_service: "web-active".to_owned(),
-            active_metadata: Some(labels(&[("role", "active")])),
-            preview_metadata: Some(labels(&[("role", "preview")])),
-            ..BlueGreenStrategy::default()
-        }
-    }
-
-    /// `(replica set, wanted, previous)` of each action.
-    fn changes(actions: &[Action]) -> Vec<(String, PodTemplateMetadata, PodTemplateMetadata)> {
-        actions
-            .iter()
-            .map(|a| match a {
-                Action::SetPodMetadata {
-                    replica_set,
-                    metadata,
-                    previous,
-                    ..
-                } => (replica_set.clone(), metadata.clone(), previous.clone()),
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn during_an_update_the_new_pods_are_preview_and_the_stable_pods_active() {
-        let old = rs("old", None);
-        let new = rs("new", None);
-        let actions = ephemeral_metadata(&roles(), Some("old"), &new, &[&old, &new]);
-        assert_eq!(
-            changes(&actions),
-            vec![
-                (
-                    "web-old".to_owned(),
-                    labels(&[("role", "active")]),
-                    PodTemplateMetadata::default()
-                ),
-                (
-                    "web-new".to_owned(),
-                    labels(&[("role", "preview")]),
-                    PodTemplateMetadata::default()
-                ),
-            ]
-        );
-    }
-
-    #[test]
-    fn promotion_moves_the_active_metadata_and_strips_the_previous_revision() {
-        let old = rs("old", Some(labels(&[("role", "active")])));
-        let new = rs("new", Some(labels(&[("role", "preview")])));
-        let actions = ephemeral_metadata(&roles(), Some("new"), &new, &[&old, &new]);
-        assert_eq!(
-            changes(&actions),
-            vec![
-                (
-                    "web-old".to_owned(),
-                    PodTemplateMetadata::default(),
-                    labels(&[("role", "active")])
-                ),
-                (
-                    "web-new".to_owned(),
-                    labels(&[("role", "active")]),
-                    labels(&[("role", "preview")])
-                ),
-            ]
-        );
-    }
-
-    #[test]
-    fn metadata_already_in_place_needs_no_write_and_empty_maps_count_as_none() {
-        let old = rs("old", Some(labels(&[("role", "active")])));
-        let new = rs("new", Some(labels(&[("role", "preview")])));
-        assert_eq!(
-            ephemeral_metadata(&roles(), Some("old"), &new, &[&old, &new]),
-            vec![]
-        );
-        let plain = BlueGreenStrategy {
-            active_metadata: Some(PodTemplateMetadata {
-                labels: Some(BTreeMap::new()),
-                annotations: None,
-            }),
-            ..BlueGreenStrategy::default()
-        };
-        let bare = rs("new", None);
-        assert_eq!(ephemeral_metadata(&plain, None, &bare, &[&bare]), vec![]);
     }
 }

@@ -1065,8 +1065,8 @@ fn role_metadata_is_set_before_pods_start_and_moves_with_the_promotion() {
         settle(&mut sim),
         s(&[
             "web-active -> web:2",
-            "metadata web:1 {}",
             "metadata web:2 {\"role\": \"active\"}",
+            "metadata web:1 {}",
             "scale web:1 2->0",
         ])
     );
