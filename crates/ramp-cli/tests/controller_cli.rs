@@ -4,12 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
-use ramp_sim::{Sim, SimConfig, SimHandle};
-use std::future::Future;
+use ramp_sim::testing::{eventually, start_with_crds};
+use ramp_sim::{SimConfig, SimHandle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
@@ -19,12 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const LEASE: &str = "argo-rollouts-controller-lock";
 
 async fn sim_with_crds() -> SimHandle {
-    let sim = Sim::start(SimConfig::api_only()).await.unwrap();
-    let crds = Api::<CustomResourceDefinition>::all(sim.client());
-    for crd in ramp_api::crd::all() {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
-    sim
+    start_with_crds(SimConfig::api_only(), ramp_api::crd::all())
+        .await
+        .unwrap()
 }
 
 fn free_port() -> u16 {
@@ -114,24 +110,6 @@ impl Drop for Controller {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
         let _ = std::fs::remove_file(self.log.with_extension("err"));
-    }
-}
-
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: never happened within {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -5,9 +5,11 @@
 //! and the real `kubectl` finding the plugin on the PATH.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod live_support;
 mod plugin_common;
 
 use assert_cmd::assert::OutputAssertExt;
+use live_support::{RolloutWrite, merge_patch, rollout_write, stderr, stdout};
 use plugin_common::*;
 use pretty_assertions::assert_eq;
 use ramp_sim::{LoggedRequest, Verb};
@@ -24,44 +26,16 @@ async fn run(mut cmd: assert_cmd::Command) -> Output {
         .unwrap()
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// `(verb, resource[/subresource], patch type, body)` of each successful write to rollouts.
-fn rollout_writes(cluster: &Cluster, since: usize) -> Vec<(Verb, String, Option<String>, Value)> {
+fn rollout_writes(cluster: &Cluster, since: usize) -> Vec<RolloutWrite> {
     cluster
         .sim
         .request_log()
         .since_settled(since, std::time::Duration::from_secs(2))
         .into_iter()
         .filter(|e: &LoggedRequest| e.succeeded() && e.resource == "rollouts")
-        .map(|e| {
-            let resource = match &e.subresource {
-                Some(sub) => format!("rollouts/{sub}"),
-                None => "rollouts".to_owned(),
-            };
-            (
-                e.verb,
-                resource,
-                e.patch_type.clone(),
-                e.body.clone().unwrap_or(Value::Null),
-            )
-        })
+        .map(|e| rollout_write(&e))
         .collect()
-}
-
-fn merge_patch(resource: &str, body: Value) -> (Verb, String, Option<String>, Value) {
-    (
-        Verb::Patch,
-        resource.to_owned(),
-        Some("merge".to_owned()),
-        body,
-    )
 }
 
 async fn get_tree(cluster: &Cluster, name: &str) -> String {
@@ -77,10 +51,7 @@ async fn get_tree(cluster: &Cluster, name: &str) -> String {
 }
 
 /// Runs a command that must succeed and returns the rollout writes it made.
-async fn command_writes(
-    cluster: &Cluster,
-    args: &[&str],
-) -> Vec<(Verb, String, Option<String>, Value)> {
+async fn command_writes(cluster: &Cluster, args: &[&str]) -> Vec<RolloutWrite> {
     let checkpoint = cluster.sim.request_log().len();
     let mut cmd = cluster.plugin();
     cmd.args(args);

@@ -14,18 +14,15 @@ mod analysis_run_controller {
     use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::api::events::v1::Event;
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::Client;
     use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
     use ramp_api::analysis::{AnalysisPhase, AnalysisRun, Measurement};
     use ramp_controller::analysis_run::{self, AnalysisRunConfig};
-    use ramp_sim::{LoggedRequest, Sim, SimConfig, SimHandle, Verb};
+    use ramp_sim::testing::{Background, eventually, eventually_object, start_with_crds};
+    use ramp_sim::{LoggedRequest, SimConfig, SimHandle, Verb};
     use serde_json::{Value, json};
-    use std::future::Future;
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
-    use tokio::sync::oneshot;
-    use tokio::task::JoinHandle;
 
     const NS: &str = "default";
     const SECRET_TOKEN: &str = "tok-8f1c2e-secret";
@@ -71,7 +68,7 @@ mod analysis_run_controller {
     struct Cluster {
         sim: SimHandle,
         client: Client,
-        controller: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+        controller: Option<Background>,
     }
 
     impl Cluster {
@@ -81,30 +78,22 @@ mod analysis_run_controller {
                 traffic_enabled: false,
                 ..SimConfig::default()
             };
-            let sim = Sim::start(config).await.expect("sim starts");
+            let sim = start_with_crds(config, ramp_api::crd::all())
+                .await
+                .expect("sim starts with the CRDs");
             let client = sim.client();
-            let crds = Api::<CustomResourceDefinition>::all(client.clone());
-            for crd in ramp_api::crd::all() {
-                crds.create(&PostParams::default(), &crd)
-                    .await
-                    .expect("CRD created");
-            }
-            let (stop, stopped) = oneshot::channel::<()>();
-            let controller = tokio::spawn(analysis_run::run(
-                client.clone(),
-                AnalysisRunConfig {
-                    namespace: Some(NS.to_owned()),
-                    concurrency: 4,
-                    ..AnalysisRunConfig::default()
-                },
-                async move {
-                    let _ = stopped.await;
-                },
-            ));
+            let runs = AnalysisRunConfig {
+                namespace: Some(NS.to_owned()),
+                concurrency: 4,
+                ..AnalysisRunConfig::default()
+            };
+            let controller_client = client.clone();
+            let controller =
+                Background::spawn(|shutdown| analysis_run::run(controller_client, runs, shutdown));
             Self {
                 sim,
                 client,
-                controller: Some((stop, controller)),
+                controller: Some(controller),
             }
         }
 
@@ -132,13 +121,7 @@ mod analysis_run_controller {
             secs: u64,
             check: impl Fn(&AnalysisRun) -> bool,
         ) -> AnalysisRun {
-            let api = self.runs();
-            eventually(what, secs, || {
-                let api = api.clone();
-                let check = &check;
-                async move { api.get(name).await.ok().filter(|r| check(r)) }
-            })
-            .await
+            eventually_object(&self.runs(), name, what, secs, check).await
         }
 
         async fn wait_phase(&self, name: &str, phase: AnalysisPhase, secs: u64) -> AnalysisRun {
@@ -172,28 +155,9 @@ mod analysis_run_controller {
 
     impl Drop for Cluster {
         fn drop(&mut self) {
-            if let Some((stop, task)) = self.controller.take() {
-                let _ = stop.send(());
-                task.abort();
+            if let Some(controller) = self.controller.take() {
+                controller.abort();
             }
-        }
-    }
-
-    async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(found) = check().await {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never happened within {secs} s: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -12,15 +12,14 @@ mod analysis_run_prometheus {
     use super::support_prometheus::{Prometheus, ScrapeTarget, config_yaml, ensure_prometheus};
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::Service;
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::Client;
     use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
     use ramp_api::analysis::{AnalysisPhase, AnalysisRun};
     use ramp_controller::analysis_run::{self, AnalysisRunConfig};
-    use ramp_sim::{Sim, SimConfig, SimHandle};
+    use ramp_sim::testing::{Background, eventually, istio_crd, start_with_crds};
+    use ramp_sim::{SimConfig, SimHandle};
     use serde_json::json;
-    use std::time::{Duration, Instant};
-    use tokio::sync::oneshot;
+    use std::time::Duration;
 
     const NS: &str = "default";
     const TEMPLATES: &str = concat!(
@@ -91,25 +90,6 @@ mod analysis_run_prometheus {
             .map_err(|e| e.to_string())
     }
 
-    fn istio_crd(plural: &str, kind: &str) -> CustomResourceDefinition {
-        serde_json::from_value(json!({
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": format!("{plural}.networking.istio.io")},
-            "spec": {
-                "group": "networking.istio.io",
-                "scope": "Namespaced",
-                "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind,
-                          "listKind": format!("{kind}List")},
-                "versions": [{"name": "v1beta1", "served": true, "storage": true,
-                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                        "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-                    }}}}]
-            }
-        }))
-        .unwrap()
-    }
-
     fn replica_set(hash: &str, error_rate: &str) -> ReplicaSet {
         serde_json::from_value(json!({
             "metadata": {"name": format!("web-{hash}"), "namespace": NS},
@@ -142,16 +122,12 @@ mod analysis_run_prometheus {
     /// Stable and canary versions behind a 50/50 VirtualService, with the canary answering
     /// `canary_error_rate` of its requests with 500.
     async fn start_cluster(canary_error_rate: &str) -> (SimHandle, Client) {
-        let sim = Sim::start(SimConfig::default()).await.expect("sim starts");
+        let mut crds = ramp_api::crd::all();
+        crds.push(istio_crd("virtualservices", "VirtualService", &["v1beta1"]));
+        let sim = start_with_crds(SimConfig::default(), crds)
+            .await
+            .expect("sim starts with the CRDs");
         let client = sim.client();
-        let crds = Api::<CustomResourceDefinition>::all(client.clone());
-        let mut all = ramp_api::crd::all();
-        all.push(istio_crd("virtualservices", "VirtualService"));
-        for crd in all {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("CRD created");
-        }
         let post = PostParams::default();
         let services = Api::<Service>::namespaced(client.clone(), NS);
         services
@@ -222,24 +198,6 @@ mod analysis_run_prometheus {
         .expect("run from the template")
     }
 
-    async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(found) = check().await {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never happened within {secs} s: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// Runs the success-rate analysis of a canary with the given error rate to completion.
     async fn analyse_canary(canary_error_rate: &str) -> AnalysisRun {
         let (sim, client) = start_cluster(canary_error_rate).await;
@@ -260,17 +218,13 @@ mod analysis_run_prometheus {
         })
         .await;
 
-        let (stop, stopped) = oneshot::channel::<()>();
-        let controller = tokio::spawn(analysis_run::run(
-            client.clone(),
-            AnalysisRunConfig {
-                namespace: Some(NS.to_owned()),
-                ..AnalysisRunConfig::default()
-            },
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let config = AnalysisRunConfig {
+            namespace: Some(NS.to_owned()),
+            ..AnalysisRunConfig::default()
+        };
+        let controller_client = client.clone();
+        let controller =
+            Background::spawn(|shutdown| analysis_run::run(controller_client, config, shutdown));
         let runs = Api::<AnalysisRun>::namespaced(client.clone(), NS);
         runs.create(&PostParams::default(), &success_rate_run(prometheus.url()))
             .await
@@ -285,7 +239,6 @@ mod analysis_run_prometheus {
             }
         })
         .await;
-        let _ = stop.send(());
         controller.abort();
         run
     }

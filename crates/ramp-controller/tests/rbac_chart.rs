@@ -8,22 +8,15 @@
 mod canary_support;
 
 use canary_support::*;
-use futures::FutureExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use pretty_assertions::assert_eq;
 use ramp_api::analysis::AnalysisTemplate;
 use ramp_api::rollout::Rollout;
-use ramp_controller::analysis_run::AnalysisRunConfig;
-use ramp_controller::context::ControllerConfig;
-use ramp_controller::ops::WatchScope;
 use ramp_controller::ops::leader::{Attempt, LeaderElector, LeaseConfig};
-use ramp_controller::traffic::IstioApiVersion;
 use ramp_sim::{DeniedRequest, SimConfig};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const CHART_RBAC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -152,46 +145,6 @@ async fn create_namespace(cluster: &Cluster, name: &str) {
         .create(&PostParams::default(), &namespace)
         .await
         .expect("namespace created");
-}
-
-/// Both controllers, in-process, with the given (ServiceAccount) client.
-fn start_controllers(
-    client: kube::Client,
-    namespace: Option<&str>,
-) -> (oneshot::Sender<()>, JoinHandle<()>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = ControllerConfig {
-        concurrency: 4,
-        backoff_min: Duration::from_millis(200),
-        backoff_max: Duration::from_secs(2),
-        invalid_spec_recheck: Duration::from_secs(2),
-        istio_version: IstioApiVersion::V1alpha3,
-        scope: WatchScope {
-            namespace: namespace.map(str::to_owned),
-            instance_id: None,
-        },
-        ..ControllerConfig::default()
-    };
-    let shutdown = async move {
-        let _ = stopped.await;
-    }
-    .boxed()
-    .shared();
-    let rollouts = ramp_controller::rollout::run(client.clone(), config, shutdown.clone());
-    let runs = ramp_controller::analysis_run::run(
-        client,
-        AnalysisRunConfig {
-            namespace: namespace.map(str::to_owned),
-            backoff_min: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(2),
-            ..AnalysisRunConfig::default()
-        },
-        shutdown,
-    );
-    let handle = tokio::spawn(async move {
-        futures::join!(rollouts, runs);
-    });
-    (stop, handle)
 }
 
 async fn rbac_cluster() -> Cluster {
@@ -358,7 +311,7 @@ async fn the_chart_cluster_role_runs_canary_analysis_and_blue_green_without_a_de
         .sim
         .service_account_client(RELEASE_NAMESPACE, RELEASE)
         .unwrap();
-    let (stop, controllers) = start_controllers(controller_client.clone(), None);
+    let controllers = start_controllers(controller_client.clone(), None);
 
     let _report = DenialsOnPanic(&cluster.sim);
     canary_with_analysis(&cluster).await;
@@ -384,8 +337,7 @@ async fn the_chart_cluster_role_runs_canary_analysis_and_blue_green_without_a_de
     let denied = cluster.sim.denied_requests();
     assert_eq!(denied.len(), 2, "{:#?}", describe(&denied));
 
-    let _ = stop.send(());
-    let _ = controllers.await;
+    controllers.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,7 +348,7 @@ async fn the_chart_namespaced_role_runs_canary_analysis_and_blue_green_and_grant
     create_as_admin(&cluster, namespaced_rbac(NS)).await;
     create_namespace(&cluster, "elsewhere").await;
     let controller_client = cluster.sim.service_account_client(NS, RELEASE).unwrap();
-    let (stop, controllers) = start_controllers(controller_client.clone(), Some(NS));
+    let controllers = start_controllers(controller_client.clone(), Some(NS));
 
     let _report = DenialsOnPanic(&cluster.sim);
     canary_with_analysis(&cluster).await;
@@ -421,8 +373,7 @@ async fn the_chart_namespaced_role_runs_canary_analysis_and_blue_green_and_grant
             .await,
     );
 
-    let _ = stop.send(());
-    let _ = controllers.await;
+    controllers.stop().await;
 }
 
 /// The chart's leader-election Role (charts/ramp/templates/rbac.yaml, `-leader-election`) as

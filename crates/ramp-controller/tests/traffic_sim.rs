@@ -1,11 +1,8 @@
 //! The routers against ramp-sim's API server: objects created through the client, the router
 //! applied, the objects read back and the exact writes checked in the sim's request log.
 
-use std::time::{Duration, Instant};
-
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use pretty_assertions::assert_eq;
@@ -19,70 +16,28 @@ use ramp_controller::traffic::{
     TrafficRouters,
 };
 use ramp_core::traffic::{HeaderRouteIntent, TrafficIntent};
+use ramp_sim::testing::{eventually, istio_crd, start_with_crds};
 use ramp_sim::{FaultError, FaultTarget, Sim, SimConfig, SimHandle, Verb};
 use serde_json::{Value, json};
 
 const NS: &str = "default";
 
-fn istio_crd(plural: &str, kind: &str) -> CustomResourceDefinition {
-    let version = |name: &str, storage: bool| {
-        json!({
-            "name": name, "served": true, "storage": storage,
-            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-            }}}
-        })
-    };
-    serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.networking.istio.io")},
-        "spec": {
-            "group": "networking.istio.io",
-            "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List")},
-            "versions": [version("v1alpha3", true), version("v1beta1", false), version("v1", false)]
-        }
-    }))
-    .expect("valid CRD")
-}
-
-/// Polls `check` until it returns `Some`, failing with `what` after a deadline.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what} never happened");
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn start_with_istio() -> (SimHandle, Client) {
-    let sim = Sim::start(SimConfig::api_only()).await.expect("sim starts");
+    let versions = ["v1alpha3", "v1beta1", "v1"];
+    let crds = [
+        istio_crd("virtualservices", "VirtualService", &versions),
+        istio_crd("destinationrules", "DestinationRule", &versions),
+    ];
+    let sim = start_with_crds(SimConfig::api_only(), crds)
+        .await
+        .expect("sim starts with the CRDs");
     let client = sim.client();
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for (plural, kind) in [
-        ("virtualservices", "VirtualService"),
-        ("destinationrules", "DestinationRule"),
-    ] {
-        crds.create(&PostParams::default(), &istio_crd(plural, kind))
-            .await
-            .expect("CRD created");
-    }
     for resource in [
         IstioApiVersion::V1alpha3.virtual_service_resource(),
         IstioApiVersion::V1alpha3.destination_rule_resource(),
     ] {
         let api = Api::<DynamicObject>::namespaced_with(client.clone(), NS, &resource);
-        eventually(&format!("{} served", resource.plural), || {
+        eventually(&format!("{} served", resource.plural), 10, || {
             let api = api.clone();
             async move { api.list(&Default::default()).await.ok().map(|_| ()) }
         })
@@ -639,20 +594,16 @@ async fn service_selectors_switch_and_refuse_foreign_services() {
 
 #[tokio::test]
 async fn nginx_canary_ingress_created_then_patched_keeping_others_annotations() {
-    let sim = Sim::start(SimConfig::api_only()).await.expect("sim starts");
+    let sim = start_with_crds(SimConfig::api_only(), ramp_api::crd::all())
+        .await
+        .expect("sim starts with the CRDs");
     let client = sim.client();
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in ramp_api::crd::all() {
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("CRD created");
-    }
     let rollout_resource = ApiResource::from_gvk_with_plural(
         &kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
         "rollouts",
     );
     let rollouts = Api::<DynamicObject>::namespaced_with(client.clone(), NS, &rollout_resource);
-    eventually("rollouts served", || {
+    eventually("rollouts served", 10, || {
         let rollouts = rollouts.clone();
         async move { rollouts.list(&Default::default()).await.ok().map(|_| ()) }
     })

@@ -4,26 +4,25 @@
 //! its output comparable across runs (ages, hashes, pod suffixes, timestamps).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use futures::FutureExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use ramp_api::rollout::Rollout;
 use ramp_controller::analysis_run::AnalysisRunConfig;
 use ramp_controller::context::ControllerConfig;
+use ramp_controller::ops::run_controllers;
 use ramp_controller::traffic::IstioApiVersion;
-use ramp_sim::{LoggedRequest, Sim, SimConfig, SimHandle, Verb};
+use ramp_sim::testing::{Background, eventually_object, istio_crd, start_with_crds};
+use ramp_sim::{LoggedRequest, SimConfig, SimHandle, Verb};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+pub use ramp_sim::testing::eventually;
 
 pub const NS: &str = "default";
 
@@ -43,6 +42,20 @@ pub fn merge_patch(resource: &str, body: Value) -> RolloutWrite {
     )
 }
 
+/// A logged write to rollouts, as comparable data.
+pub fn rollout_write(e: &LoggedRequest) -> RolloutWrite {
+    let resource = match &e.subresource {
+        Some(sub) => format!("rollouts/{sub}"),
+        None => "rollouts".to_owned(),
+    };
+    (
+        e.verb,
+        resource,
+        e.patch_type.clone(),
+        e.body.clone().unwrap_or(Value::Null),
+    )
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -55,50 +68,25 @@ pub fn stderr(output: &Output) -> String {
 pub struct LiveCluster {
     pub sim: SimHandle,
     pub client: Client,
-    controller: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
-}
-
-fn istio_crd(plural: &str, kind: &str) -> CustomResourceDefinition {
-    let version = |name: &str, storage: bool| {
-        json!({
-            "name": name, "served": true, "storage": storage,
-            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-            }}}
-        })
-    };
-    typed(json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.networking.istio.io")},
-        "spec": {
-            "group": "networking.istio.io",
-            "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind,
-                      "listKind": format!("{kind}List")},
-            "versions": [version("v1alpha3", true), version("v1beta1", false)]
-        }
-    }))
+    controller: Option<Background>,
 }
 
 impl LiveCluster {
     pub async fn start() -> Self {
-        let sim = Sim::start(SimConfig {
+        let mut crds = ramp_api::crd::all();
+        crds.push(istio_crd(
+            "virtualservices",
+            "VirtualService",
+            &["v1alpha3", "v1beta1"],
+        ));
+        let config = SimConfig {
             traffic_enabled: false,
             ..SimConfig::default()
-        })
-        .await
-        .expect("sim starts");
+        };
+        let sim = start_with_crds(config, crds)
+            .await
+            .expect("sim starts with the CRDs");
         let client = sim.client();
-        let crds = Api::<CustomResourceDefinition>::all(client.clone());
-        let mut all = ramp_api::crd::all();
-        all.push(istio_crd("virtualservices", "VirtualService"));
-        for crd in all {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("CRD created");
-        }
         let mut cluster = Self {
             sim,
             client,
@@ -109,43 +97,28 @@ impl LiveCluster {
     }
 
     fn start_controller(&mut self) {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = stopped.await;
-        }
-        .boxed()
-        .shared();
-        let rollouts = ramp_controller::rollout::run(
-            self.client.clone(),
-            ControllerConfig {
-                concurrency: 4,
-                backoff_min: Duration::from_millis(200),
-                backoff_max: Duration::from_secs(2),
-                invalid_spec_recheck: Duration::from_secs(2),
-                istio_version: IstioApiVersion::V1alpha3,
-                ..ControllerConfig::default()
-            },
-            shutdown.clone(),
-        );
-        let runs = ramp_controller::analysis_run::run(
-            self.client.clone(),
-            AnalysisRunConfig {
-                backoff_min: Duration::from_millis(200),
-                backoff_max: Duration::from_secs(2),
-                ..AnalysisRunConfig::default()
-            },
-            shutdown,
-        );
-        let handle = tokio::spawn(async move {
-            futures::join!(rollouts, runs);
-        });
-        self.controller = Some((stop, handle));
+        let rollouts = ControllerConfig {
+            concurrency: 4,
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+            invalid_spec_recheck: Duration::from_secs(2),
+            istio_version: IstioApiVersion::V1alpha3,
+            ..ControllerConfig::default()
+        };
+        let runs = AnalysisRunConfig {
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+            ..AnalysisRunConfig::default()
+        };
+        let client = self.client.clone();
+        self.controller = Some(Background::spawn(|shutdown| {
+            run_controllers(client, rollouts, runs, shutdown)
+        }));
     }
 
     pub async fn stop_controller(&mut self) {
-        if let Some((stop, handle)) = self.controller.take() {
-            let _ = stop.send(());
-            let _ = handle.await;
+        if let Some(controller) = self.controller.take() {
+            controller.stop().await;
         }
     }
 
@@ -193,18 +166,7 @@ impl LiveCluster {
             .take(to.saturating_sub(from))
             .filter(|e: &LoggedRequest| e.succeeded() && e.resource == "rollouts")
             .filter(|e| !is_controller_status_write(e))
-            .map(|e| {
-                let resource = match &e.subresource {
-                    Some(sub) => format!("rollouts/{sub}"),
-                    None => "rollouts".to_owned(),
-                };
-                (
-                    e.verb,
-                    resource,
-                    e.patch_type.clone(),
-                    e.body.clone().unwrap_or(Value::Null),
-                )
-            })
+            .map(|e| rollout_write(&e))
             .collect()
     }
 
@@ -329,13 +291,7 @@ impl LiveCluster {
         secs: u64,
         check: impl Fn(&Rollout) -> bool,
     ) -> Rollout {
-        let api = self.rollouts();
-        eventually(what, secs, || {
-            let api = api.clone();
-            let check = &check;
-            async move { api.get(name).await.ok().filter(|r| check(r)) }
-        })
-        .await
+        eventually_object(&self.rollouts(), name, what, secs, check).await
     }
 
     /// Waits until the rollout satisfies `check` and has settled: the controller observed its
@@ -488,25 +444,6 @@ fn replica_set_settled(rs: &ReplicaSet, pods: &[Pod]) -> bool {
         && status.replicas == desired
         && status.ready_replicas.unwrap_or(0) == desired
         && status.available_replicas.unwrap_or(0) == desired
-}
-
-/// Polls `check` every 50 ms until it returns `Some`; panics with `what` after `secs` seconds.
-pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: never happened within {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// See [`LiveCluster::normalise`]. `hashes` maps each hash to its replacement.

@@ -13,6 +13,7 @@ pub mod scope;
 use crate::analysis_run::{self, AnalysisRunConfig};
 use crate::context::ControllerConfig;
 use crate::rollout;
+use futures::FutureExt;
 use health::{Health, Role};
 use kube::Client;
 use leader::{LeaderElector, LeaderError, LeaseConfig};
@@ -86,10 +87,7 @@ pub async fn run(
     };
     health.set(Role::Leading);
 
-    let controllers = futures::future::join(
-        rollout::run(client.clone(), rollouts, stop_signal(stopped.clone())),
-        analysis_run::run(client, analysis_runs, stop_signal(stopped)),
-    );
+    let controllers = run_controllers(client, rollouts, analysis_runs, stop_signal(stopped));
     tokio::pin!(controllers);
     let mut stopping = false;
     loop {
@@ -116,6 +114,22 @@ pub async fn run(
         tracing::warn!(%error, "could not release the lease; a standby takes over once it expires");
     }
     Ok(())
+}
+
+/// Runs the Rollout and AnalysisRun controllers side by side until `shutdown` resolves and
+/// both have drained: what [`run`] does while leading, and what tests run in-process.
+pub async fn run_controllers(
+    client: Client,
+    rollouts: ControllerConfig,
+    analysis_runs: AnalysisRunConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = shutdown.boxed().shared();
+    futures::future::join(
+        rollout::run(client.clone(), rollouts, shutdown.clone()),
+        analysis_run::run(client, analysis_runs, shutdown),
+    )
+    .await;
 }
 
 /// Renews the lease while leading; never resolves without leader election.

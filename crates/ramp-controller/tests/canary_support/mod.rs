@@ -3,54 +3,31 @@
 //! rollouts) and deadline-bound waits. Assertions read the sim's request log.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use futures::FutureExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use ramp_api::rollout::Rollout;
 use ramp_controller::analysis_run::AnalysisRunConfig;
 use ramp_controller::context::ControllerConfig;
+use ramp_controller::ops::{WatchScope, run_controllers};
 use ramp_controller::traffic::IstioApiVersion;
-use ramp_sim::{LoggedRequest, Sim, SimConfig, SimHandle};
+use ramp_sim::testing::{Background, eventually_object, istio_crd, start_with_crds};
+use ramp_sim::{LoggedRequest, SimConfig, SimHandle};
 use serde_json::{Value, json};
-use std::future::Future;
-use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use std::time::Duration;
+
+// Not every test binary that includes this module polls with it.
+#[allow(unused_imports)]
+pub use ramp_sim::testing::eventually;
 
 pub const NS: &str = "default";
 
 pub struct Cluster {
     pub sim: SimHandle,
     pub client: Client,
-    controller: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
-}
-
-fn istio_crd(plural: &str, kind: &str) -> CustomResourceDefinition {
-    let version = |name: &str, storage: bool| {
-        json!({
-            "name": name, "served": true, "storage": storage,
-            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-            }}}
-        })
-    };
-    serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.networking.istio.io")},
-        "spec": {
-            "group": "networking.istio.io",
-            "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List")},
-            "versions": [version("v1alpha3", true), version("v1beta1", false), version("v1", false)]
-        }
-    }))
-    .unwrap()
+    controller: Option<Background>,
 }
 
 impl Cluster {
@@ -65,48 +42,19 @@ impl Cluster {
     }
 
     pub fn start_controller(&mut self) {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let config = ControllerConfig {
-            concurrency: 4,
-            backoff_min: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(2),
-            invalid_spec_recheck: Duration::from_secs(2),
-            istio_version: IstioApiVersion::V1alpha3,
-            ..ControllerConfig::default()
-        };
-        let shutdown = async move {
-            let _ = stopped.await;
-        }
-        .boxed()
-        .shared();
-        let rollouts = ramp_controller::rollout::run(self.client.clone(), config, shutdown.clone());
-        let runs = ramp_controller::analysis_run::run(
-            self.client.clone(),
-            AnalysisRunConfig {
-                backoff_min: Duration::from_millis(200),
-                backoff_max: Duration::from_secs(2),
-                ..AnalysisRunConfig::default()
-            },
-            shutdown,
-        );
-        let handle = tokio::spawn(async move {
-            futures::join!(rollouts, runs);
-        });
-        self.controller = Some((stop, handle));
+        self.controller = Some(start_controllers(self.client.clone(), None));
     }
 
     /// Kills the controller as a crash would: its task is dropped mid-flight.
     pub async fn kill_controller(&mut self) {
-        if let Some((_, handle)) = self.controller.take() {
-            handle.abort();
-            let _ = handle.await;
+        if let Some(controller) = self.controller.take() {
+            controller.kill().await;
         }
     }
 
     pub async fn stop_controller(&mut self) {
-        if let Some((stop, handle)) = self.controller.take() {
-            let _ = stop.send(());
-            let _ = handle.await;
+        if let Some(controller) = self.controller.take() {
+            controller.stop().await;
         }
     }
 
@@ -224,13 +172,7 @@ impl Cluster {
         secs: u64,
         check: impl Fn(&Rollout) -> bool,
     ) -> Rollout {
-        let api = self.rollouts();
-        eventually(what, secs, || {
-            let api = api.clone();
-            let check = &check;
-            async move { api.get(name).await.ok().filter(|r| check(r)) }
-        })
-        .await
+        eventually_object(&self.rollouts(), name, what, secs, check).await
     }
 
     /// Waits until the rollout reports Healthy with every replica on the current template.
@@ -250,23 +192,28 @@ impl Cluster {
     }
 }
 
-/// Polls `check` every 50 ms until it returns `Some`; panics with `what` after `secs` seconds.
-pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: never happened within {secs} s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Both controllers in-process with `client` (the admin's or a ServiceAccount's), watching
+/// `namespace` or every namespace, with second-scale backoffs.
+pub fn start_controllers(client: Client, namespace: Option<&str>) -> Background {
+    let rollouts = ControllerConfig {
+        concurrency: 4,
+        backoff_min: Duration::from_millis(200),
+        backoff_max: Duration::from_secs(2),
+        invalid_spec_recheck: Duration::from_secs(2),
+        istio_version: IstioApiVersion::V1alpha3,
+        scope: WatchScope {
+            namespace: namespace.map(str::to_owned),
+            instance_id: None,
+        },
+        ..ControllerConfig::default()
+    };
+    let runs = AnalysisRunConfig {
+        namespace: namespace.map(str::to_owned),
+        backoff_min: Duration::from_millis(200),
+        backoff_max: Duration::from_secs(2),
+        ..AnalysisRunConfig::default()
+    };
+    Background::spawn(|shutdown| run_controllers(client, rollouts, runs, shutdown))
 }
 
 /// A canary Rollout of `web:v1` with the given strategy fields merged into `canary`.
@@ -455,17 +402,14 @@ impl Cluster {
     /// Like [`Cluster::start`], with the sim configured by the caller (e.g. the traffic
     /// simulator on, for analysis against its metrics).
     pub async fn start_with(config: SimConfig) -> Self {
-        let sim = Sim::start(config).await.expect("sim starts");
+        let versions = ["v1alpha3", "v1beta1", "v1"];
+        let mut crds = ramp_api::crd::all();
+        crds.push(istio_crd("virtualservices", "VirtualService", &versions));
+        crds.push(istio_crd("destinationrules", "DestinationRule", &versions));
+        let sim = start_with_crds(config, crds)
+            .await
+            .expect("sim starts with the CRDs");
         let client = sim.client();
-        let crds = Api::<CustomResourceDefinition>::all(client.clone());
-        let mut all = ramp_api::crd::all();
-        all.push(istio_crd("virtualservices", "VirtualService"));
-        all.push(istio_crd("destinationrules", "DestinationRule"));
-        for crd in all {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("CRD created");
-        }
         Self {
             sim,
             client,
