@@ -997,6 +997,13 @@ async fn test_istio_abort_update() {
         &[("2", 2), ("1", 0)],
     )
     .await;
+    // The controller's last write of the update drops v1's spent scale-down deadline; only
+    // after it is the rollout at rest.
+    eventually("v1's scale-down deadline removed", 10, || async {
+        let rs = replica_set(&cluster, &v1_rs).await;
+        (!has_annotation(&rs, SCALE_DOWN_DEADLINE)).then_some(())
+    })
+    .await;
     abort_is_ignored(&cluster, &v2_rs).await;
 }
 
