@@ -219,21 +219,24 @@ mod analysis_run_controller {
                 "measurements not 1 s apart: {starts:?}"
             );
         }
-        // And the endpoint saw them a second apart in real time. Status times have whole-second
-        // precision, so the first gap is the rest of the first measurement's second.
+        // And the endpoint saw them about a second apart in real time. Status times have
+        // whole-second precision, so the first gap is the rest of the first measurement's
+        // second. Each later one is due on a whole second, so a measurement that a busy machine
+        // ran late shortens the gap after it: the bounds allow a few hundred ms of lateness
+        // while still failing on a burst (gaps of a few ms) or a drift (a span well over 3 s).
         let requests = endpoint.requests.lock().unwrap().clone();
         assert_eq!(requests.len(), 5, "one request per measurement");
-        assert!(requests[1] - requests[0] < Duration::from_millis(1300));
+        assert!(requests[1] - requests[0] < Duration::from_millis(1500));
         for pair in requests[1..].windows(2) {
             let gap = pair[1] - pair[0];
             assert!(
-                gap > Duration::from_millis(700) && gap < Duration::from_millis(1500),
-                "requests {gap:?} apart"
+                gap > Duration::from_millis(400) && gap < Duration::from_millis(2000),
+                "requests {gap:?} apart: {requests:?}"
             );
         }
         let span = *requests.last().unwrap() - requests[1];
         assert!(
-            span > Duration::from_millis(2700) && span < Duration::from_millis(3600),
+            span > Duration::from_millis(2500) && span < Duration::from_millis(4000),
             "measurements 2 to 5 at a 1 s interval took {span:?}"
         );
 
