@@ -158,6 +158,25 @@ impl Sim {
             .get_or_insert_with(Default::default)
     }
 
+    /// Runs `tick` (one planned and applied pass, described) until a pass neither acts nor
+    /// changes the status; returns every description. Panics if that never happens.
+    pub fn settle_described(
+        &mut self,
+        mut tick: impl FnMut(&mut Sim) -> Vec<String>,
+    ) -> Vec<String> {
+        let mut log = Vec::new();
+        for _ in 0..50 {
+            let before = self.world.rollout.status.clone();
+            let actions = tick(self);
+            let idle = actions.is_empty() && self.world.rollout.status == before;
+            log.extend(actions);
+            if idle {
+                return log;
+            }
+        }
+        panic!("never settled: {:?}", self.world.rollout.status);
+    }
+
     /// Plans, checks and applies once, then lets pods start and stop.
     pub fn tick(&mut self) -> RolloutPlan {
         let plan = plan_rollout(&self.world);

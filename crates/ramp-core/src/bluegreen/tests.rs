@@ -217,17 +217,7 @@ fn tick(sim: &mut Sim) -> Vec<String> {
 
 /// Ticks until the world is idle; returns everything applied, described.
 fn settle(sim: &mut Sim) -> Vec<String> {
-    let mut log = Vec::new();
-    for _ in 0..50 {
-        let before = sim.world.rollout.status.clone();
-        let actions = tick(sim);
-        let idle = actions.is_empty() && sim.world.rollout.status == before;
-        log.extend(actions);
-        if idle {
-            return log;
-        }
-    }
-    panic!("never settled: {:?}", sim.world.rollout.status);
+    sim.settle_described(tick)
 }
 
 /// Jumps to the plan's wake-up and settles again.
