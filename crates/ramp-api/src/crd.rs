@@ -71,7 +71,10 @@ pub fn all_to_yaml() -> Result<String, serde_saphyr::SerializeError> {
 
 /// Upstream's schemas (controller-gen) declare the object's own `apiVersion`, `kind` and
 /// `metadata` at the root; the derive leaves them implicit. Declaring them keeps a diff of the two
-/// CRDs down to the fields that matter.
+/// CRDs down to the fields that matter. The root `metadata` is `type: object` and nothing else:
+/// kube-apiserver refuses a CRD whose root metadata schema says more ("must not specify anything
+/// other than name and generateName, but metadata is implicitly specified"), a description
+/// included.
 fn with_upstream_header(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     let header = [
         (
@@ -84,7 +87,7 @@ fn with_upstream_header(mut crd: CustomResourceDefinition) -> CustomResourceDefi
             "Kind is a string value representing the REST resource this object represents.",
             "string",
         ),
-        ("metadata", "Standard object metadata.", "object"),
+        ("metadata", "", "object"),
     ];
     // controller-gen also names the list kind; clients that build typed lists read it.
     crd.spec.names.list_kind = Some(format!("{}List", crd.spec.names.kind));
@@ -101,7 +104,7 @@ fn with_upstream_header(mut crd: CustomResourceDefinition) -> CustomResourceDefi
             properties
                 .entry(name.to_string())
                 .or_insert_with(|| JSONSchemaProps {
-                    description: Some(description.to_string()),
+                    description: Some(description.to_string()).filter(|d| !d.is_empty()),
                     type_: Some(type_.to_string()),
                     ..JSONSchemaProps::default()
                 });

@@ -102,6 +102,17 @@ fn crd_names_columns_and_subresources_match_upstream() {
 /// Collects violations of the structural-schema rules of apiextensions.k8s.io/v1.
 fn structural_violations(node: &Value, path: &str, in_combinator: bool, out: &mut Vec<String>) {
     let Some(map) = node.as_object() else { return };
+    // The root metadata is the server's: a schema may say it is an object and nothing more
+    // (the real kube-apiserver: "must not specify anything other than name and generateName,
+    // but metadata is implicitly specified"; a description counts).
+    if path == ".metadata" && !in_combinator {
+        let extra: Vec<&String> = map.keys().filter(|k| *k != "type").collect();
+        if !extra.is_empty() || map.get("type").is_some_and(|t| t != "object") {
+            out.push(format!(
+                "{path}: the root metadata may only say `type: object`, not {extra:?}"
+            ));
+        }
+    }
     let int_or_string = map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
     let preserves = map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
     for forbidden in ["$ref", "definitions", "$defs", "$schema"] {
@@ -192,10 +203,11 @@ fn the_structural_check_catches_violations() {
         "properties": {
             "untyped": {"properties": {"a": {"type": "string"}}},
             "choice": {"type": "object", "anyOf": [{"type": "string"}]},
-            "ref": {"$ref": "#/definitions/x"}
+            "ref": {"$ref": "#/definitions/x"},
+            "metadata": {"type": "object", "description": "Standard object metadata."}
         }
     });
     let mut violations = Vec::new();
     structural_violations(&schema, "", false, &mut violations);
-    assert_eq!(violations.len(), 4, "{violations:?}");
+    assert_eq!(violations.len(), 5, "{violations:?}");
 }

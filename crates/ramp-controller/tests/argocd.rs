@@ -278,7 +278,7 @@ struct ActionRequests {
 fn rollout_objects(cluster: &Cluster) -> Api<DynamicObject> {
     Api::namespaced_with(
         cluster.client.clone(),
-        NS,
+        ns(),
         &ApiResource::erase::<Rollout>(&()),
     )
 }
@@ -1267,7 +1267,7 @@ const PREVIEW: &str = "web-preview";
 fn blue_green_manifest(replicas: i32) -> Value {
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": NS},
+        "metadata": {"name": "web", "namespace": ns()},
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 3,
@@ -1424,7 +1424,7 @@ async fn blue_green_resume_abort_retry_and_promote_full_show_argocd_health() {
 // ---------------------------------------------------------------------------------------------
 
 async fn create_templates(cluster: &Cluster) {
-    let api = Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), NS);
+    let api = Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), ns());
     let smoke = json!({
         "name": "smoke", "interval": "1s", "count": 2,
         "failureLimit": 0, "inconclusiveLimit": 0,
@@ -1444,7 +1444,7 @@ async fn create_templates(cluster: &Cluster) {
     ] {
         let template: AnalysisTemplate = serde_json::from_value(json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
-            "metadata": {"name": name, "namespace": NS},
+            "metadata": {"name": name, "namespace": ns()},
             "spec": {"args": args, "metrics": [metric]}
         }))
         .unwrap();
@@ -1457,7 +1457,7 @@ async fn create_templates(cluster: &Cluster) {
 fn run_objects(cluster: &Cluster) -> Api<DynamicObject> {
     Api::namespaced_with(
         cluster.client.clone(),
-        NS,
+        ns(),
         &ApiResource::erase::<AnalysisRun>(&()),
     )
 }

@@ -26,7 +26,7 @@ fn manifest(replicas: i32, extra: Value) -> Value {
     json_patch::merge(&mut strategy, &extra);
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": NS},
+        "metadata": {"name": "web", "namespace": ns()},
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 3,
@@ -207,7 +207,7 @@ fn deadline_written(writes: &[LoggedRequest], rs: &str) -> SystemTime {
 }
 
 async fn selector_of(cluster: &Cluster, service: &str) -> Option<String> {
-    Api::<Service>::namespaced(cluster.client.clone(), NS)
+    Api::<Service>::namespaced(cluster.client.clone(), ns())
         .get(service)
         .await
         .unwrap()
@@ -686,7 +686,7 @@ async fn promote_full_skips_the_pause_and_spec_paused_halts_then_resumes() {
 
 /// Labels of the pods of ReplicaSet `rs` (`rollouts-pod-template-hash` selected).
 async fn pod_roles(cluster: &Cluster, rs: &str) -> Vec<Option<String>> {
-    let pods = Api::<Pod>::namespaced(cluster.client.clone(), NS)
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), ns())
         .list(&ListParams::default().labels(&format!("rollouts-pod-template-hash={}", hash_of(rs))))
         .await
         .unwrap();
@@ -804,7 +804,7 @@ async fn pods_carry_their_roles_metadata_and_green_avoids_blues_nodes() {
         "green is labelled active after the switch: {story:#?}"
     );
     assert!(story.contains(&format!("metadata {blue}")), "{story:#?}");
-    let green_pod = Api::<Pod>::namespaced(cluster.client.clone(), NS)
+    let green_pod = Api::<Pod>::namespaced(cluster.client.clone(), ns())
         .get(&green_pods_before[0])
         .await
         .unwrap();
@@ -816,7 +816,7 @@ async fn pods_carry_their_roles_metadata_and_green_avoids_blues_nodes() {
 }
 
 async fn pod_names(cluster: &Cluster, rs: &str) -> Vec<String> {
-    let pods = Api::<Pod>::namespaced(cluster.client.clone(), NS)
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), ns())
         .list(&ListParams::default().labels(&format!("rollouts-pod-template-hash={}", hash_of(rs))))
         .await
         .unwrap();

@@ -30,7 +30,7 @@ fn manifest(strategy: Value) -> Value {
     json_patch::merge(&mut blue_green, &strategy);
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": NS},
+        "metadata": {"name": "web", "namespace": ns()},
         "spec": {
             "replicas": 2,
             "revisionHistoryLimit": 3,
@@ -46,14 +46,14 @@ fn manifest(strategy: Value) -> Value {
 
 async fn create_template(cluster: &Cluster, template: Value) {
     let template: AnalysisTemplate = serde_json::from_value(template).unwrap();
-    Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), NS)
+    Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), ns())
         .create(&PostParams::default(), &template)
         .await
         .expect("template created");
 }
 
 fn runs(cluster: &Cluster) -> Api<AnalysisRun> {
-    Api::namespaced(cluster.client.clone(), NS)
+    Api::namespaced(cluster.client.clone(), ns())
 }
 
 fn status(rollout: &Rollout) -> ramp_api::rollout::RolloutStatus {
@@ -146,7 +146,7 @@ async fn runbook_flow_preview_checks_manual_promote_switch_verification_then_blu
         .into_iter()
         .find(|d| d["metadata"]["name"] == "success-rate")
         .unwrap();
-    template["metadata"]["namespace"] = json!(NS);
+    template["metadata"]["namespace"] = json!(ns());
     json_patch::merge(
         &mut template["spec"]["metrics"][0],
         &json!({"interval": "1s", "count": 2, "initialDelay": "3s"}),
@@ -281,7 +281,7 @@ async fn web_gated(strategy: impl Fn(Value) -> Value) -> (Cluster, Health, Strin
         &cluster,
         json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
-            "metadata": {"name": "smoke", "namespace": NS},
+            "metadata": {"name": "smoke", "namespace": ns()},
             "spec": {"metrics": [{
                 "name": "smoke", "interval": "1s", "count": 2, "failureLimit": 0,
                 "successCondition": "result == true",

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 /// `smoke` (two measurements a second apart) and `smoke-forever` (measures until terminated):
 /// the in-test endpoint's `ok` must be `true`; `false` fails, anything else is inconclusive.
 async fn create_templates(cluster: &Cluster) {
-    let api = Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), NS);
+    let api = Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), ns());
     for (name, count) in [("smoke", Some(2)), ("smoke-forever", None)] {
         let mut metric = json!({
             "name": "smoke",
@@ -33,7 +33,7 @@ async fn create_templates(cluster: &Cluster) {
         }
         let template: AnalysisTemplate = serde_json::from_value(json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
-            "metadata": {"name": name, "namespace": NS},
+            "metadata": {"name": name, "namespace": ns()},
             "spec": {
                 "args": [{"name": "url"}, {"name": "canary-hash", "value": ""}],
                 "metrics": [metric]
@@ -96,7 +96,7 @@ async fn gated_cluster(ok: bool) -> (Cluster, Health, String) {
 }
 
 fn runs(cluster: &Cluster) -> Api<AnalysisRun> {
-    Api::namespaced(cluster.client.clone(), NS)
+    Api::namespaced(cluster.client.clone(), ns())
 }
 
 /// Writes of the Rollout controller to AnalysisRuns (the AnalysisRun controller writes status

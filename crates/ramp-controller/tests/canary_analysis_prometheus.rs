@@ -43,7 +43,7 @@ fn example_template(name: &str, metric: Value) -> Value {
         .into_iter()
         .find(|d| d["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("template {name} in the examples"));
-    template["metadata"]["namespace"] = json!(NS);
+    template["metadata"]["namespace"] = json!(ns());
     let first = &mut template["spec"]["metrics"][0];
     first["interval"] = json!("1s");
     first["initialDelay"] = json!(INITIAL_DELAY);
@@ -53,7 +53,7 @@ fn example_template(name: &str, metric: Value) -> Value {
 
 async fn create_template(cluster: &Cluster, template: Value) {
     let template: AnalysisTemplate = serde_json::from_value(template).expect("template");
-    Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), NS)
+    Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), ns())
         .create(&PostParams::default(), &template)
         .await
         .expect("template created");
@@ -147,7 +147,7 @@ async fn update(cluster: &Cluster, behaviour: Value) {
 }
 
 async fn get_run(cluster: &Cluster, name: &str) -> AnalysisRun {
-    Api::<AnalysisRun>::namespaced(cluster.client.clone(), NS)
+    Api::<AnalysisRun>::namespaced(cluster.client.clone(), ns())
         .get(name)
         .await
         .unwrap_or_else(|e| panic!("AnalysisRun {name}: {e}"))
@@ -608,7 +608,7 @@ async fn prometheus_down_mid_analysis_aborts_after_the_error_limit_and_a_retry_c
         })
         .await;
     let name = format!("web-{}-2-1", current_hash(&updating));
-    let runs = Api::<AnalysisRun>::namespaced(cluster.client.clone(), NS);
+    let runs = Api::<AnalysisRun>::namespaced(cluster.client.clone(), ns());
     eventually("a first Successful measurement", 20, || async {
         let run = runs.get(&name).await.ok()?;
         (phases(&measurements(&run, "success-rate")) == ["Successful"]).then_some(())
@@ -757,7 +757,7 @@ async fn an_inconclusive_run_pauses_the_rollout_and_promote_resumes_it_with_a_fr
     // Fix the canary in place (its ReplicaSet's behaviour, same revision) and wait until its
     // errors are out of the query's window.
     let replica_sets =
-        Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(cluster.client.clone(), NS);
+        Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(cluster.client.clone(), ns());
     replica_sets
         .patch(
             &format!("web-{hash}"),

@@ -26,7 +26,7 @@ fn summaries(writes: &[LoggedRequest]) -> Vec<String> {
 fn destination_rules(cluster: &Cluster) -> Api<DynamicObject> {
     Api::namespaced_with(
         cluster.client.clone(),
-        NS,
+        ns(),
         &IstioApiVersion::V1alpha3.destination_rule_resource(),
     )
 }
@@ -208,7 +208,7 @@ async fn subset_cluster() -> Cluster {
         &cluster.virtual_services(),
         json!({
             "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-            "metadata": {"name": VS, "namespace": NS},
+            "metadata": {"name": VS, "namespace": ns()},
             "spec": {"hosts": ["web"], "http": [subset_route("primary")]}
         }),
     )
@@ -217,7 +217,7 @@ async fn subset_cluster() -> Cluster {
         &destination_rules(&cluster),
         json!({
             "apiVersion": "networking.istio.io/v1alpha3", "kind": "DestinationRule",
-            "metadata": {"name": DR, "namespace": NS},
+            "metadata": {"name": DR, "namespace": ns()},
             "spec": {"host": "web", "subsets": [
                 {"name": "stable", "labels": {"app": "web"}},
                 {"name": "canary", "labels": {"app": "web"}, "trafficPolicy": canary_policy()},
@@ -519,7 +519,7 @@ async fn host_cluster(http: Value) -> Cluster {
         &cluster.virtual_services(),
         json!({
             "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-            "metadata": {"name": VS, "namespace": NS},
+            "metadata": {"name": VS, "namespace": ns()},
             "spec": {"hosts": ["web"], "http": http}
         }),
     )
@@ -1046,7 +1046,7 @@ async fn several_virtual_services_change_only_the_named_routes() {
         &cluster.virtual_services(),
         json!({
             "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-            "metadata": {"name": VS, "namespace": NS},
+            "metadata": {"name": VS, "namespace": ns()},
             "spec": {"hosts": ["web"], "http": [admin, host_route("primary"), static_route()]}
         }),
     )
@@ -1055,7 +1055,7 @@ async fn several_virtual_services_change_only_the_named_routes() {
         &cluster.virtual_services(),
         json!({
             "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-            "metadata": {"name": "web-internal", "namespace": NS},
+            "metadata": {"name": "web-internal", "namespace": ns()},
             "spec": {"hosts": ["web.internal"], "http": [health, host_route("internal")]}
         }),
     )
@@ -1166,7 +1166,7 @@ async fn tls_and_tcp_routes_selected_by_port_and_sni_walk_every_weight() {
         &cluster.virtual_services(),
         json!({
             "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-            "metadata": {"name": VS, "namespace": NS},
+            "metadata": {"name": VS, "namespace": ns()},
             "spec": spec
         }),
     )

@@ -30,7 +30,7 @@ fn paused_at(rollout: &Rollout, step: i32) -> bool {
 /// `uid -> role label` of the live pods of ReplicaSet `rs`.
 async fn pod_roles(cluster: &Cluster, rs: &str) -> BTreeMap<String, Option<String>> {
     let selector = format!("rollouts-pod-template-hash={}", hash_of(rs));
-    Api::<Pod>::namespaced(cluster.client.clone(), NS)
+    Api::<Pod>::namespaced(cluster.client.clone(), ns())
         .list(&ListParams::default().labels(&selector))
         .await
         .unwrap()

@@ -14,7 +14,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use pretty_assertions::assert_eq;
 use ramp_api::rollout::Rollout;
-use ramp_sim::{FaultError, FaultTarget, LoggedRequest, Verb};
+use ramp_sim::{LoggedRequest, Verb};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -129,7 +129,7 @@ async fn wait_rs_replicas(cluster: &Cluster, name: &str, replicas: i32, secs: u6
 }
 
 async fn pods(cluster: &Cluster) -> Vec<Pod> {
-    Api::<Pod>::namespaced(cluster.client.clone(), NS)
+    Api::<Pod>::namespaced(cluster.client.clone(), ns())
         .list(&ListParams::default())
         .await
         .expect("pods listed")
@@ -139,7 +139,7 @@ async fn pods(cluster: &Cluster) -> Vec<Pod> {
 /// Waits for the rollout's events with `reason` (they are recorded asynchronously) and
 /// returns their notes.
 async fn events_with_reason(cluster: &Cluster, reason: &str) -> Vec<String> {
-    let events = Api::<Event>::namespaced(cluster.client.clone(), NS);
+    let events = Api::<Event>::namespaced(cluster.client.clone(), ns());
     eventually(&format!("an event {reason}"), 10, || async {
         let notes: Vec<String> = events
             .list(&ListParams::default())
@@ -555,13 +555,13 @@ async fn a_cluster_argo_rollouts_ran_is_adopted_without_touching_a_pod() {
     for name in ["web-stable", "web-canary"] {
         let service: Service = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": NS,
+            "metadata": {"name": name, "namespace": ns(),
                          "annotations": {"argo-rollouts.argoproj.io/managed-by-rollouts": "web"}},
             "spec": {"selector": {"app": "web", "rollouts-pod-template-hash": ARGO_HASH},
                      "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP", "name": "http"}]}
         }))
         .unwrap();
-        Api::<Service>::namespaced(client.clone(), NS)
+        Api::<Service>::namespaced(client.clone(), ns())
             .create(&PostParams::default(), &service)
             .await
             .unwrap();
@@ -611,7 +611,7 @@ async fn a_cluster_argo_rollouts_ran_is_adopted_without_touching_a_pod() {
     let rs: ReplicaSet = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
         "metadata": {
-            "name": argo_rs_name, "namespace": NS,
+            "name": argo_rs_name, "namespace": ns(),
             "labels": {"app": "web", "rollouts-pod-template-hash": ARGO_HASH},
             "annotations": {"rollout.argoproj.io/revision": "1", "rollout.argoproj.io/desired-replicas": "3"},
             "ownerReferences": [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "web",
@@ -624,7 +624,7 @@ async fn a_cluster_argo_rollouts_ran_is_adopted_without_touching_a_pod() {
         }
     }))
     .unwrap();
-    Api::<ReplicaSet>::namespaced(client.clone(), NS)
+    Api::<ReplicaSet>::namespaced(client.clone(), ns())
         .create(&PostParams::default(), &rs)
         .await
         .unwrap();
@@ -940,11 +940,11 @@ async fn restart_at_waits_while_a_disruption_budget_refuses_evictions() {
     cluster.wait_healthy("web", 20).await;
     let pdbs = Api::<k8s_openapi::api::policy::v1::PodDisruptionBudget>::namespaced(
         cluster.client.clone(),
-        NS,
+        ns(),
     );
     let pdb = serde_json::from_value(json!({
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": {"name": "web", "namespace": NS},
+        "metadata": {"name": "web", "namespace": ns()},
         "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}
     }))
     .unwrap();
@@ -1000,7 +1000,7 @@ async fn restart_at_waits_while_a_disruption_budget_refuses_evictions() {
 // ---------------------------------------------------------------------------------------------
 
 /// A rollout at 25 % canary traffic whose next step (50 %) can never get its second pod: the
-/// sim refuses every pod creation from then on.
+/// cluster refuses every pod creation from then on.
 async fn stuck_at_the_second_step(cluster: &Cluster, abort: bool) -> (String, String, Value) {
     let steps = json!([{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]);
     let mut manifest = rollout_manifest("web", 4, istio_canary(steps));
@@ -1017,11 +1017,7 @@ async fn stuck_at_the_second_step(cluster: &Cluster, abort: bool) -> (String, St
     let canary_rs = current_rs(&at_25);
     let vs = vs_json(cluster).await;
     assert_eq!(destination_weight(&vs, "web-canary"), 25);
-    cluster.sim.add_error_fault(
-        FaultTarget::verb_on(Verb::Create, "pods"),
-        1.0,
-        FaultError::Internal,
-    );
+    cluster.refuse_pod_creations().await;
     // Waiting at a pause step never counts against the deadline; from the resume on, the 50 %
     // step needs a pod the sim refuses to create.
     cluster
@@ -1098,7 +1094,7 @@ async fn progress_deadline_without_abort_degrades_and_leaves_traffic_alone() {
 
     // Pods can be created again: progress resumes, the rollout leaves Degraded and reaches the
     // pause after 50 %.
-    cluster.sim.clear_faults();
+    cluster.allow_pod_creations().await;
     cluster
         .wait_rollout("web", "paused after 50 %", 20, |r| {
             let s = status_of(r);

@@ -18,13 +18,14 @@ use ramp_controller::ops::client::{ClientOptions, build_client};
 use ramp_controller::ops::health::Role;
 use ramp_controller::ops::leader::{Attempt, LeaderElector, LeaseConfig};
 use ramp_controller::ops::metrics::Metrics;
-use ramp_sim::{Sim, SimConfig};
+use ramp_sim::SimConfig;
+use ramp_sim::tier::TestCluster;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ops_support::{RunningController, controller_lease, http_get, serve_endpoints, sim_config};
+use ops_support::{RunningController, controller_lease, http_get, serve_endpoints};
 
 /// Scrapes until every line in `wanted` is in the exposition.
 async fn scrape_until(addr: SocketAddr, what: &str, wanted: &[String]) -> String {
@@ -261,10 +262,10 @@ async fn readiness_follows_standby_leadership_and_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_spaces_requests_beyond_the_burst_at_the_qps() {
-    let sim = Sim::start(SimConfig::api_only()).await.unwrap();
+    let cluster = TestCluster::start(SimConfig::api_only(), []).await.unwrap();
     let metrics = Arc::new(Metrics::new("test"));
     let client = build_client(
-        sim_config(&sim),
+        cluster.client_config(),
         &ClientOptions {
             qps: 5.0,
             burst: 2,

@@ -169,7 +169,7 @@ async fn canary_with_analysis(cluster: &Cluster) {
         .await;
     let template: AnalysisTemplate = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
-        "metadata": {"name": "smoke", "namespace": NS},
+        "metadata": {"name": "smoke", "namespace": ns()},
         "spec": {
             "args": [{"name": "url"}],
             "metrics": [{
@@ -180,7 +180,7 @@ async fn canary_with_analysis(cluster: &Cluster) {
         }
     }))
     .unwrap();
-    Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), NS)
+    Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), ns())
         .create(&PostParams::default(), &template)
         .await
         .expect("template created");
@@ -202,7 +202,7 @@ async fn canary_with_analysis(cluster: &Cluster) {
     cluster.set_image("web", "web:v2").await;
     let v2 = cluster.wait_healthy("web", 40).await;
     let hash = v2.status.unwrap().current_pod_hash.unwrap();
-    let runs = Api::<ramp_api::analysis::AnalysisRun>::namespaced(cluster.client.clone(), NS)
+    let runs = Api::<ramp_api::analysis::AnalysisRun>::namespaced(cluster.client.clone(), ns())
         .list(&ListParams::default())
         .await
         .unwrap();
@@ -278,7 +278,11 @@ fn describe(denied: &[DeniedRequest]) -> Vec<String> {
 }
 
 fn assert_nothing_denied(cluster: &Cluster) {
-    let denied = cluster.sim.denied_requests();
+    let denied = cluster
+        .sim
+        .sim()
+        .expect("RBAC is checked on ramp-sim")
+        .denied_requests();
     assert!(
         denied.is_empty(),
         "the chart's rules denied: {:#?}",
@@ -305,26 +309,34 @@ fn forbidden_message(result: Result<impl std::fmt::Debug, kube::Error>) -> Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_cluster_role_runs_canary_analysis_and_blue_green_without_a_denial() {
     let cluster = rbac_cluster().await;
+    if ramp_sim::tier::skip_on_real_tier(
+        &cluster.sim,
+        "the chart's RBAC on the real server is tested by charts/ramp/tests",
+    ) {
+        return;
+    }
     create_namespace(&cluster, RELEASE_NAMESPACE).await;
     create_as_admin(&cluster, cluster_wide_rbac()).await;
     let controller_client = cluster
         .sim
+        .sim()
+        .expect("RBAC is checked on ramp-sim")
         .service_account_client(RELEASE_NAMESPACE, RELEASE)
         .unwrap();
     let controllers = start_controllers(controller_client.clone(), None);
 
-    let _report = DenialsOnPanic(&cluster.sim);
+    let _report = DenialsOnPanic(cluster.sim.sim().expect("RBAC is checked on ramp-sim"));
     canary_with_analysis(&cluster).await;
     blue_green_promotion(&cluster).await;
     assert_nothing_denied(&cluster);
 
     // Outside the rules: Secrets are only read, never deleted or listed.
     let secret: Secret = serde_json::from_value(
-        json!({"metadata": {"name": "db", "namespace": NS}, "stringData": {"password": "x"}}),
+        json!({"metadata": {"name": "db", "namespace": ns()}, "stringData": {"password": "x"}}),
     )
     .unwrap();
-    let secrets = Api::<Secret>::namespaced(controller_client.clone(), NS);
-    Api::<Secret>::namespaced(cluster.client.clone(), NS)
+    let secrets = Api::<Secret>::namespaced(controller_client.clone(), ns());
+    Api::<Secret>::namespaced(cluster.client.clone(), ns())
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
@@ -334,7 +346,11 @@ async fn the_chart_cluster_role_runs_canary_analysis_and_blue_green_without_a_de
         "secrets \"db\" is forbidden: User \"system:serviceaccount:ramp-system:ramp\" cannot delete resource \"secrets\" in API group \"\" in the namespace \"default\""
     );
     forbidden_message(secrets.list(&ListParams::default()).await);
-    let denied = cluster.sim.denied_requests();
+    let denied = cluster
+        .sim
+        .sim()
+        .expect("RBAC is checked on ramp-sim")
+        .denied_requests();
     assert_eq!(denied.len(), 2, "{:#?}", describe(&denied));
 
     controllers.stop().await;
@@ -344,13 +360,24 @@ async fn the_chart_cluster_role_runs_canary_analysis_and_blue_green_without_a_de
 async fn the_chart_namespaced_role_runs_canary_analysis_and_blue_green_and_grants_nothing_elsewhere()
  {
     let cluster = rbac_cluster().await;
+    if ramp_sim::tier::skip_on_real_tier(
+        &cluster.sim,
+        "the chart's RBAC on the real server is tested by charts/ramp/tests",
+    ) {
+        return;
+    }
     // Released into the rollouts' namespace with `namespaced: true`.
-    create_as_admin(&cluster, namespaced_rbac(NS)).await;
+    create_as_admin(&cluster, namespaced_rbac(ns())).await;
     create_namespace(&cluster, "elsewhere").await;
-    let controller_client = cluster.sim.service_account_client(NS, RELEASE).unwrap();
-    let controllers = start_controllers(controller_client.clone(), Some(NS));
+    let controller_client = cluster
+        .sim
+        .sim()
+        .expect("RBAC is checked on ramp-sim")
+        .service_account_client(ns(), RELEASE)
+        .unwrap();
+    let controllers = start_controllers(controller_client.clone(), Some(ns()));
 
-    let _report = DenialsOnPanic(&cluster.sim);
+    let _report = DenialsOnPanic(cluster.sim.sim().expect("RBAC is checked on ramp-sim"));
     canary_with_analysis(&cluster).await;
     blue_green_promotion(&cluster).await;
     assert_nothing_denied(&cluster);
@@ -415,11 +442,19 @@ fn lease_config(namespace: &str, name: String, identity: &str) -> LeaseConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_leader_election_role_covers_acquire_renew_handover_and_only_that_lease() {
     let cluster = rbac_cluster().await;
+    if ramp_sim::tier::skip_on_real_tier(
+        &cluster.sim,
+        "the chart's RBAC on the real server is tested by charts/ramp/tests",
+    ) {
+        return;
+    }
     create_namespace(&cluster, RELEASE_NAMESPACE).await;
     create_as_admin(&cluster, leader_election_rbac()).await;
     let client = || {
         cluster
             .sim
+            .sim()
+            .expect("RBAC is checked on ramp-sim")
             .service_account_client(RELEASE_NAMESPACE, RELEASE)
             .unwrap()
     };
@@ -458,10 +493,12 @@ async fn the_chart_leader_election_role_covers_acquire_renew_handover_and_only_t
     .unwrap();
     assert!(other_instance.try_acquire_or_renew().await.is_err());
     let mut elsewhere =
-        LeaderElector::new(client(), lease_config(NS, upstream_lease(), "d")).unwrap();
+        LeaderElector::new(client(), lease_config(ns(), upstream_lease(), "d")).unwrap();
     assert!(elsewhere.try_acquire_or_renew().await.is_err());
     let denied: Vec<(String, String)> = cluster
         .sim
+        .sim()
+        .expect("RBAC is checked on ramp-sim")
         .denied_requests()
         .into_iter()
         .map(|d| (d.verb.to_string(), d.namespace.unwrap_or_default()))
@@ -470,7 +507,7 @@ async fn the_chart_leader_election_role_covers_acquire_renew_handover_and_only_t
         denied,
         vec![
             ("get".to_owned(), RELEASE_NAMESPACE.to_owned()),
-            ("get".to_owned(), NS.to_owned()),
+            ("get".to_owned(), ns().to_owned()),
         ]
     );
 }

@@ -6,8 +6,10 @@
 
 pub mod api;
 pub mod apimachinery;
+pub mod audit;
 pub mod prometheus;
 pub mod testing;
+pub mod tier;
 pub mod traffic;
 pub mod workloads;
 

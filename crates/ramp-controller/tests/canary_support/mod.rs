@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, ResourceQuota, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -13,8 +13,9 @@ use ramp_controller::analysis_run::AnalysisRunConfig;
 use ramp_controller::context::ControllerConfig;
 use ramp_controller::ops::{WatchScope, run_controllers};
 use ramp_controller::traffic::IstioApiVersion;
-use ramp_sim::testing::{Background, eventually_object, istio_crd, start_with_crds};
-use ramp_sim::{LoggedRequest, SimConfig, SimHandle};
+use ramp_sim::testing::{Background, eventually_object, istio_crd};
+use ramp_sim::tier::{TestCluster, test_namespace};
+use ramp_sim::{FaultError, FaultTarget, LoggedRequest, SimConfig, Verb};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -22,10 +23,14 @@ use std::time::Duration;
 #[allow(unused_imports)]
 pub use ramp_sim::testing::eventually;
 
-pub const NS: &str = "default";
+/// The namespace the test works in: `default` on ramp-sim, a fresh one on the real tier.
+pub fn ns() -> &'static str {
+    test_namespace()
+}
 
 pub struct Cluster {
-    pub sim: SimHandle,
+    /// ramp-sim, or the real control plane when `RAMP_TEST_CLUSTER` names one.
+    pub sim: TestCluster,
     pub client: Client,
     controller: Option<Background>,
 }
@@ -41,8 +46,11 @@ impl Cluster {
         .await
     }
 
+    /// Starts the controllers; on the real tier they watch only this test's namespace, as the
+    /// cluster is shared with the other tests.
     pub fn start_controller(&mut self) {
-        self.controller = Some(start_controllers(self.client.clone(), None));
+        let scope = self.sim.is_real().then(ns);
+        self.controller = Some(start_controllers(self.client.clone(), scope));
     }
 
     /// Kills the controller as a crash would: its task is dropped mid-flight.
@@ -58,12 +66,65 @@ impl Cluster {
         }
     }
 
+    /// Makes every pod creation in the namespace fail until [`Cluster::allow_pod_creations`]:
+    /// an injected 500 on ramp-sim; on the real tier, a ResourceQuota that the pods already
+    /// there fill (the ReplicaSet controller's creates are then refused as exceeding it).
+    pub async fn refuse_pod_creations(&self) {
+        match self.sim.sim() {
+            Some(sim) => sim.add_error_fault(
+                FaultTarget::verb_on(Verb::Create, "pods"),
+                1.0,
+                FaultError::Internal,
+            ),
+            None => {
+                let pods = Api::<Pod>::namespaced(self.client.clone(), ns())
+                    .list(&ListParams::default())
+                    .await
+                    .expect("pods listed")
+                    .items
+                    .len();
+                let quota: ResourceQuota = serde_json::from_value(json!({
+                    "apiVersion": "v1", "kind": "ResourceQuota",
+                    "metadata": {"name": "no-more-pods", "namespace": ns()},
+                    "spec": {"hard": {"pods": pods.to_string()}}
+                }))
+                .unwrap();
+                let quotas = Api::<ResourceQuota>::namespaced(self.client.clone(), ns());
+                quotas
+                    .create(&PostParams::default(), &quota)
+                    .await
+                    .expect("quota created");
+                // The quota binds once its usage is counted.
+                eventually_object(&quotas, "no-more-pods", "pod quota counted", 20, |q| {
+                    q.status
+                        .as_ref()
+                        .and_then(|s| s.used.as_ref())
+                        .is_some_and(|used| used.contains_key("pods"))
+                })
+                .await;
+            }
+        }
+    }
+
+    /// Undoes [`Cluster::refuse_pod_creations`].
+    pub async fn allow_pod_creations(&self) {
+        match self.sim.sim() {
+            Some(sim) => sim.clear_faults(),
+            None => {
+                Api::<ResourceQuota>::namespaced(self.client.clone(), ns())
+                    .delete("no-more-pods", &Default::default())
+                    .await
+                    .expect("quota deleted");
+            }
+        }
+    }
+
     pub async fn create_services(&self, names: &[&str], app: &str) {
-        let api = Api::<Service>::namespaced(self.client.clone(), NS);
+        let api = Api::<Service>::namespaced(self.client.clone(), ns());
         for name in names {
             let service: Service = serde_json::from_value(json!({
                 "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": name, "namespace": NS},
+                "metadata": {"name": name, "namespace": ns()},
                 "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP", "name": "http"}]}
             }))
             .unwrap();
@@ -76,7 +137,7 @@ impl Cluster {
     pub async fn create_virtual_service(&self, name: &str, stable: &str, canary: &str) {
         let vs: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-            "metadata": {"name": name, "namespace": NS},
+            "metadata": {"name": name, "namespace": ns()},
             "spec": {
                 "hosts": [name],
                 "http": [{
@@ -99,14 +160,14 @@ impl Cluster {
     pub async fn create_ingress(&self, name: &str, service: &str) {
         let ingress: Ingress = serde_json::from_value(json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {"name": name, "namespace": NS, "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+            "metadata": {"name": name, "namespace": ns(), "annotations": {"kubernetes.io/ingress.class": "nginx"}},
             "spec": {"rules": [{"host": "web.example.com", "http": {"paths": [{
                 "path": "/", "pathType": "Prefix",
                 "backend": {"service": {"name": service, "port": {"name": "http"}}}
             }]}}]}
         }))
         .unwrap();
-        Api::<Ingress>::namespaced(self.client.clone(), NS)
+        Api::<Ingress>::namespaced(self.client.clone(), ns())
             .create(&PostParams::default(), &ingress)
             .await
             .expect("Ingress created");
@@ -115,13 +176,13 @@ impl Cluster {
     pub fn virtual_services(&self) -> Api<DynamicObject> {
         Api::namespaced_with(
             self.client.clone(),
-            NS,
+            ns(),
             &IstioApiVersion::V1alpha3.virtual_service_resource(),
         )
     }
 
     pub fn rollouts(&self) -> Api<Rollout> {
-        Api::namespaced(self.client.clone(), NS)
+        Api::namespaced(self.client.clone(), ns())
     }
 
     pub async fn create_rollout(&self, manifest: Value) -> Rollout {
@@ -157,7 +218,7 @@ impl Cluster {
     }
 
     pub async fn replica_sets(&self) -> Vec<ReplicaSet> {
-        Api::<ReplicaSet>::namespaced(self.client.clone(), NS)
+        Api::<ReplicaSet>::namespaced(self.client.clone(), ns())
             .list(&ListParams::default())
             .await
             .expect("replicasets listed")
@@ -220,7 +281,7 @@ pub fn start_controllers(client: Client, namespace: Option<&str>) -> Background 
 pub fn rollout_manifest(name: &str, replicas: i32, canary: Value) -> Value {
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": ns()},
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 2,
@@ -235,8 +296,9 @@ pub fn rollout_manifest(name: &str, replicas: i32, canary: Value) -> Value {
 }
 
 /// Successful writes since `checkpoint`, excluding the simulators' own (pods, statuses of
-/// ReplicaSets, events, leases).
-pub fn controller_writes(sim: &SimHandle, checkpoint: usize) -> Vec<LoggedRequest> {
+/// ReplicaSets, events, leases) and, on the real tier, those of kube-controller-manager's
+/// other controllers (EndpointSlices, the namespace's ServiceAccount and CA ConfigMap).
+pub fn controller_writes(sim: &TestCluster, checkpoint: usize) -> Vec<LoggedRequest> {
     sim.request_log()
         .since_settled(checkpoint, Duration::from_secs(2))
         .into_iter()
@@ -244,7 +306,13 @@ pub fn controller_writes(sim: &SimHandle, checkpoint: usize) -> Vec<LoggedReques
         .filter(|w| {
             let simulator_write = matches!(
                 w.resource.as_str(),
-                "pods" | "events" | "leases" | "endpoints"
+                "pods"
+                    | "events"
+                    | "leases"
+                    | "endpoints"
+                    | "endpointslices"
+                    | "serviceaccounts"
+                    | "configmaps"
             ) || (w.resource == "replicasets"
                 && w.subresource.as_deref() == Some("status"));
             !simulator_write
@@ -384,7 +452,7 @@ fn logged_status(body: &Value) -> Value {
 /// Every successful write since `checkpoint`, simulators' included, up to and excluding the
 /// first controller write matching `pred`.
 pub fn log_until(
-    sim: &SimHandle,
+    sim: &TestCluster,
     checkpoint: usize,
     pred: impl Fn(&LoggedRequest) -> bool,
 ) -> Vec<LoggedRequest> {
@@ -406,9 +474,9 @@ impl Cluster {
         let mut crds = ramp_api::crd::all();
         crds.push(istio_crd("virtualservices", "VirtualService", &versions));
         crds.push(istio_crd("destinationrules", "DestinationRule", &versions));
-        let sim = start_with_crds(config, crds)
+        let sim = TestCluster::start(config, crds)
             .await
-            .expect("sim starts with the CRDs");
+            .expect("cluster starts with the CRDs");
         let client = sim.client();
         Self {
             sim,

@@ -14,7 +14,7 @@ use ramp_controller::ops::health::Health;
 use ramp_controller::ops::leader::LeaseConfig;
 use ramp_controller::ops::metrics::Metrics;
 use ramp_controller::ops::{self, RunError, RunOptions, WatchScope};
-use ramp_sim::SimHandle;
+use ramp_sim::tier::{TestCluster, test_namespace};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -91,16 +91,10 @@ where
     }
 }
 
-pub fn sim_config(sim: &SimHandle) -> kube::Config {
-    let mut config = kube::Config::new(sim.api_url().parse().unwrap());
-    config.default_namespace = "default".to_owned();
-    config
-}
-
-/// A client of the sim through Ramp's own stack, plus a write recorder.
-pub fn recorded_client(sim: &SimHandle, options: &ClientOptions) -> (Client, WriteLog) {
+/// A client of the cluster through Ramp's own stack, plus a write recorder.
+pub fn recorded_client(cluster: &TestCluster, options: &ClientOptions) -> (Client, WriteLog) {
     let log = WriteLog::default();
-    let client = ClientBuilder::try_from(sim_config(sim))
+    let client = ClientBuilder::try_from(cluster.client_config())
         .unwrap()
         .with_layer(&log)
         .with_layer(&RequestMetricsLayer::new(options.metrics.clone()))
@@ -123,7 +117,7 @@ pub fn controller_lease(identity: &str) -> LeaseConfig {
 /// Short timings so a takeover is second-scale: 2 s lease, 1 s renew deadline, 0.2 s retry.
 pub fn short_lease(identity: &str) -> LeaseConfig {
     LeaseConfig {
-        namespace: "default".to_owned(),
+        namespace: test_namespace().to_owned(),
         name: LeaseConfig::lease_name(None),
         identity: identity.to_owned(),
         lease_duration: Duration::from_secs(2),
@@ -143,12 +137,18 @@ pub struct RunningController {
 }
 
 impl RunningController {
-    pub fn start(sim: &SimHandle, name: &str, lease: Option<LeaseConfig>) -> Self {
-        Self::start_with(sim, name, lease, WatchScope::default())
+    /// A controller watching every namespace on ramp-sim, and only the test's on the real
+    /// tier, whose cluster the other tests share.
+    pub fn start(cluster: &TestCluster, name: &str, lease: Option<LeaseConfig>) -> Self {
+        let scope = WatchScope {
+            namespace: cluster.is_real().then(|| test_namespace().to_owned()),
+            ..WatchScope::default()
+        };
+        Self::start_with(cluster, name, lease, scope)
     }
 
     pub fn start_with(
-        sim: &SimHandle,
+        cluster: &TestCluster,
         name: &str,
         lease: Option<LeaseConfig>,
         scope: WatchScope,
@@ -156,7 +156,7 @@ impl RunningController {
         let metrics = Arc::new(Metrics::new("test"));
         let health = Arc::new(Health::new(metrics.clone()));
         let (client, writes) = recorded_client(
-            sim,
+            cluster,
             &ClientOptions {
                 qps: 0.0,
                 burst: 0,
