@@ -77,6 +77,10 @@ pub struct ResourceDef {
     pub categories: Vec<String>,
     /// Served versions, the preferred one first.
     pub versions: Vec<VersionDef>,
+    /// The version objects are stored at (a CRD's `storage: true` one, served or not). With
+    /// the `None` conversion strategy every served version shows the same fields, so storage
+    /// only changes `apiVersion`; requests see their own version.
+    pub storage_version: String,
     /// Whether `metadata.generation` is maintained (it is for CRDs and workload kinds).
     pub has_generation: bool,
     /// The CRD that registered it (`None` for built-in kinds).
@@ -105,6 +109,11 @@ impl ResourceDef {
         } else {
             format!("{}/{}", self.group, version)
         }
+    }
+
+    /// The `apiVersion` stored objects carry.
+    pub fn storage_api_version(&self) -> String {
+        self.api_version(&self.storage_version)
     }
 
     pub fn is_custom(&self) -> bool {
@@ -186,6 +195,7 @@ fn builtin_def(b: &Builtin) -> ResourceDef {
             schema: None,
             compiled: None,
         }],
+        storage_version: b.version.to_owned(),
         has_generation: b.has_generation,
         crd_name: None,
     }
@@ -324,7 +334,7 @@ pub fn crd_to_def(crd: &Value) -> Result<ResourceDef, CrdError> {
             .unwrap_or_default()
     };
     let mut versions = Vec::new();
-    let mut storage_versions = 0;
+    let mut storage_versions = Vec::new();
     for (i, v) in crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)
@@ -337,7 +347,7 @@ pub fn crd_to_def(crd: &Value) -> Result<ResourceDef, CrdError> {
             .and_then(Value::as_str)
             .ok_or_else(|| crd_err(&format!("spec.versions[{i}].name"), "Required value"))?;
         if v.get("storage").and_then(Value::as_bool) == Some(true) {
-            storage_versions += 1;
+            storage_versions.push(vname.to_owned());
         }
         if v.get("served").and_then(Value::as_bool) != Some(true) {
             continue;
@@ -404,12 +414,12 @@ pub fn crd_to_def(crd: &Value) -> Result<ResourceDef, CrdError> {
             compiled,
         });
     }
-    if storage_versions != 1 {
-        return Err(crd_err(
+    let [storage_version] = <[String; 1]>::try_from(storage_versions).map_err(|_| {
+        crd_err(
             "spec.versions",
             "Invalid value: must have exactly one version marked as storage version",
-        ));
-    }
+        )
+    })?;
     versions.sort_by_key(|v| std::cmp::Reverse(version_priority(&v.name)));
     let singular = str_at("/spec/names/singular")
         .map(str::to_owned)
@@ -426,6 +436,7 @@ pub fn crd_to_def(crd: &Value) -> Result<ResourceDef, CrdError> {
         short_names: strings("/spec/names/shortNames"),
         categories: strings("/spec/names/categories"),
         versions,
+        storage_version,
         has_generation: true,
         crd_name: Some(name.to_owned()),
     })

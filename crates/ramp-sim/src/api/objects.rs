@@ -7,7 +7,7 @@ use super::catalog::{GroupResource, crd_established_status, crd_to_def};
 use super::deletion::remove_object;
 use super::gc::GcQueue;
 use super::scale::{scale_of, write_scale};
-use super::server::{ApiRequest, ApiServer, Target, stored_response};
+use super::server::{ApiRequest, ApiServer, Target, served, stored_response};
 use super::status::{ApiError, ApiResult, Cause};
 use super::store::{ObjectKey, State, Stored, meta_str, now_rfc3339};
 use crate::apimachinery::patch::{PatchType, apply_patch};
@@ -506,10 +506,10 @@ pub(crate) fn commit_update(
             }
         }
     }
-    // The body is served at the request's version; storage keeps the object's own.
-    if let Some(v) = old.get("apiVersion") {
-        new["apiVersion"] = v.clone();
-    }
+    // The body is at the request's version; the object is stored at the storage version
+    // (`None` conversion: only `apiVersion` differs). An object still stored at an earlier
+    // storage version is rewritten even by a no-op write, as etcd's bytes differ.
+    new["apiVersion"] = Value::String(target.def.storage_api_version());
     let old_meta = old
         .get("metadata")
         .and_then(Value::as_object)
@@ -576,6 +576,7 @@ pub(crate) fn commit_update(
     {
         let def = crd_to_def(&new)
             .map_err(|e| invalid(target, &name, &e.field, "FieldValueInvalid", e.message))?;
+        add_stored_version(&mut new, &def.storage_version);
         if !dry_run {
             state.catalog.insert(def);
         }
@@ -608,6 +609,23 @@ pub(crate) fn commit_update(
         );
     }
     Ok(stored)
+}
+
+/// Lists a CRD's storage version in `status.storedVersions` when an update changes it, as the
+/// real registry does: objects written earlier stay stored at the versions listed before it.
+fn add_stored_version(crd: &mut Value, storage_version: &str) {
+    if !crd.get("status").is_some_and(Value::is_object) {
+        crd["status"] = json!({});
+    }
+    let status = &mut crd["status"];
+    match status
+        .get_mut("storedVersions")
+        .and_then(Value::as_array_mut)
+    {
+        Some(stored) if stored.iter().any(|v| v == storage_version) => {}
+        Some(stored) => stored.push(json!(storage_version)),
+        None => status["storedVersions"] = json!([storage_version]),
+    }
 }
 
 pub(crate) fn finalizers(object: &Value) -> Vec<&str> {
@@ -726,7 +744,8 @@ pub fn patch(
             }
             return Err(ApiError::not_found(&gr, &name));
         };
-        let old_value = old.value();
+        // A patch applies to the object as the request's version presents it.
+        let old_value = served(&old, &target.api_version());
         if target.subresource.as_deref() == Some("scale") {
             let scale = scale_of(target, &old_value)?;
             let patched = match patch_type {

@@ -27,9 +27,10 @@ impl EventKind {
     }
 }
 
-/// One stored object: its JSON exactly as served, plus the few fields every list, watch and
-/// garbage-collection pass reads. Serialized bytes take a fraction of the memory of a parsed
-/// `serde_json::Value` and are written to clients without re-serializing.
+/// One stored object: its JSON at the storage version of its last write, plus the few fields
+/// every list, watch and garbage-collection pass reads. Serialized bytes take a fraction of the
+/// memory of a parsed `serde_json::Value` and are written without re-serializing to clients
+/// asking for that version (`server::served` presents the object at any other).
 #[derive(Debug)]
 pub struct Stored {
     pub json: Bytes,
@@ -277,9 +278,18 @@ impl State {
         self.rv
     }
 
-    /// Writes an object (new or replacing), stamping the next resourceVersion.
+    /// Writes an object (new or replacing) at its resource's storage version, stamping the
+    /// next resourceVersion.
     pub fn put(&mut self, gr: &GroupResource, mut object: Value) -> Arc<Stored> {
         let rv = self.next_rv();
+        if let Some(def) = self.catalog.get(gr)
+            && let Some(map) = object.as_object_mut()
+        {
+            map.insert(
+                "apiVersion".to_owned(),
+                Value::String(def.storage_api_version()),
+            );
+        }
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".to_owned(), Value::String(rv.to_string()));
         }
@@ -451,4 +461,35 @@ pub fn meta_str<'a>(object: &'a Value, field: &str) -> &'a str {
 pub fn now_rfc3339() -> String {
     let now = k8s_openapi::jiff::Timestamp::now();
     now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::catalog::crd_to_def;
+    use serde_json::json;
+
+    #[test]
+    fn objects_are_stored_at_their_resource_storage_version() {
+        let mut state = State::new(10, 16);
+        let crd = json!({
+            "metadata": {"name": "virtualservices.networking.istio.io"},
+            "spec": {"group": "networking.istio.io", "scope": "Namespaced",
+                "names": {"plural": "virtualservices", "kind": "VirtualService"},
+                "versions": [
+                    {"name": "v1beta1", "served": true, "storage": false},
+                    {"name": "v1", "served": true, "storage": true},
+                ]},
+        });
+        state.catalog.insert(crd_to_def(&crd).expect("a valid CRD"));
+        let gr = GroupResource::new("networking.istio.io", "virtualservices");
+        let stored = state.put(
+            &gr,
+            json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                "metadata": {"name": "web", "namespace": "default"}, "spec": {"hosts": ["web"]}}),
+        );
+        assert_eq!(stored.api_version, "networking.istio.io/v1");
+        assert_eq!(stored.value()["apiVersion"], "networking.istio.io/v1");
+        assert_eq!(stored.value()["spec"], json!({"hosts": ["web"]}));
+    }
 }

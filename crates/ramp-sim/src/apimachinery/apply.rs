@@ -22,11 +22,14 @@
 //!   `deletionGracePeriodSeconds`, `selfLink`, `managedFields`), as upstream.
 //! - `null` in an applied configuration means "not set" (typed clients serialise absent
 //!   optionals that way), so a nullable custom-resource field cannot be applied as `null`.
-//! - No version conversion: fields are tracked in the request's apiVersion only.
+//! - No field conversion between versions (CRDs use the `None` strategy, built-in kinds are
+//!   served at one version): each entry records the apiVersion of the request that wrote it,
+//!   and an applied configuration must be at the request's apiVersion (400 otherwise).
 //! - An object without managed fields is credited to `before-first-apply` on its first apply,
 //!   as upstream; the placeholder owns the fields present at that moment.
-//! - Managed-fields entries are merged per (manager, operation, subresource); timestamps come
-//!   from the caller (`now`), so the module stays pure.
+//! - Managed-fields entries are merged per (manager, operation, subresource), and for `Update`
+//!   also per apiVersion, as upstream's manager identifier; timestamps come from the caller
+//!   (`now`), so the module stays pure.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -102,10 +105,20 @@ impl ManagedFieldsEntry {
         Value::Object(entry)
     }
 
-    fn same_slot(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
+    /// Whether this entry is the one a write by `manager` records into. As upstream's manager
+    /// identifier, an `Update` entry belongs to one apiVersion (a manager writing at two
+    /// versions has two entries) while an `Apply` entry follows its manager across versions.
+    fn same_slot(
+        &self,
+        manager: &str,
+        operation: &str,
+        subresource: Option<&str>,
+        api_version: &str,
+    ) -> bool {
         self.manager == manager
             && self.operation == operation
             && self.subresource.as_deref() == subresource
+            && (operation == "Apply" || self.api_version == api_version)
     }
 }
 
@@ -121,7 +134,7 @@ fn claim<'e>(
 ) -> &'e mut FieldSet {
     let at = match entries
         .iter()
-        .position(|e| e.same_slot(manager, operation, subresource))
+        .position(|e| e.same_slot(manager, operation, subresource, api_version))
     {
         Some(at) => at,
         None => {
@@ -353,6 +366,16 @@ pub fn server_side_apply(
             )));
         }
     }
+    let patch_version = applied_map
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if patch_version != request.api_version {
+        return Err(ApplyError::BadRequest(format!(
+            "Incorrect version specified in apply patch. Specified patch version: {patch_version}, expected: {}",
+            request.api_version
+        )));
+    }
     if applied_map.contains_key("metadata")
         && applied
             .pointer("/metadata/managedFields")
@@ -391,8 +414,14 @@ pub fn server_side_apply(
         }
     }
 
-    let is_own_apply =
-        |e: &ManagedFieldsEntry| e.same_slot(request.field_manager, "Apply", subresource);
+    let is_own_apply = |e: &ManagedFieldsEntry| {
+        e.same_slot(
+            request.field_manager,
+            "Apply",
+            subresource,
+            request.api_version,
+        )
+    };
     let previous = entries
         .iter()
         .find(|e| is_own_apply(e))
@@ -652,6 +681,14 @@ mod tests {
             api_version: "apps/v1",
             now: NOW,
             scope: WriteScope::Whole,
+        }
+    }
+
+    /// `request` for a configuration at another apiVersion than `apps/v1`.
+    fn request_at<'a>(api_version: &'a str, manager: &'a str, force: bool) -> ApplyRequest<'a> {
+        ApplyRequest {
+            api_version,
+            ..request(manager, force)
         }
     }
 
@@ -956,6 +993,85 @@ mod tests {
     }
 
     #[test]
+    fn update_entries_are_per_version_and_apply_entries_follow_their_manager() {
+        let live = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w"}, "spec": {"a": 1, "b": 1}});
+        let entries = |object: &Value| -> Vec<(String, String, String)> {
+            ManagedFieldsEntry::read_all(object)
+                .into_iter()
+                .map(|e| (e.manager, e.operation, e.api_version))
+                .collect()
+        };
+        let mut first = live.clone();
+        first["spec"]["a"] = json!(2);
+        record_update(
+            Structure::Unknown,
+            Some(&live),
+            &mut first,
+            "ramp",
+            "example.com/v1beta1",
+            NOW,
+            WriteScope::Whole,
+        );
+        let mut second = first.clone();
+        second["spec"]["b"] = json!(2);
+        record_update(
+            Structure::Unknown,
+            Some(&first),
+            &mut second,
+            "ramp",
+            "example.com/v1",
+            NOW,
+            WriteScope::Whole,
+        );
+        let update = |version: &str| ("ramp".into(), "Update".into(), version.to_owned());
+        assert_eq!(
+            entries(&second),
+            [update("example.com/v1beta1"), update("example.com/v1")]
+        );
+
+        let config = |version: &str| {
+            json!({"apiVersion": version, "kind": "Widget", "metadata": {"name": "w"},
+                "spec": {"c": 1}})
+        };
+        let applied = server_side_apply(
+            Structure::Unknown,
+            Some(&second),
+            &config("example.com/v1beta1"),
+            &request_at("example.com/v1beta1", "ramp", false),
+        )
+        .expect("apply at v1beta1");
+        let applied = server_side_apply(
+            Structure::Unknown,
+            Some(&applied),
+            &config("example.com/v1"),
+            &request_at("example.com/v1", "ramp", false),
+        )
+        .expect("apply at v1");
+        let apply = ("ramp".into(), "Apply".into(), "example.com/v1".to_owned());
+        assert_eq!(
+            entries(&applied),
+            [
+                update("example.com/v1beta1"),
+                update("example.com/v1"),
+                apply
+            ]
+        );
+
+        let err = server_side_apply(
+            Structure::Unknown,
+            Some(&applied),
+            &config("example.com/v1beta1"),
+            &request_at("example.com/v1", "ramp", false),
+        )
+        .expect_err("a configuration at another version");
+        assert_eq!(
+            err.to_string(),
+            "Incorrect version specified in apply patch. Specified patch version: example.com/v1beta1, expected: example.com/v1"
+        );
+    }
+
+    #[test]
     fn custom_resources_follow_schema_list_types() {
         let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
             "steps": {"type": "array", "items": {"type": "object", "properties": {"w": {"type": "integer"}}}},
@@ -968,12 +1084,22 @@ mod tests {
         let structure = Structure::Schema(&compiled);
         let mine = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
             "spec": {"steps": [{"w": 1}], "ports": [{"name": "a", "n": 1}], "tags": ["x"]}});
-        let live =
-            server_side_apply(structure, None, &mine, &request("me", false)).expect("create");
+        let live = server_side_apply(
+            structure,
+            None,
+            &mine,
+            &request_at("example.com/v1", "me", false),
+        )
+        .expect("create");
         let theirs = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
             "spec": {"ports": [{"name": "b", "n": 2}], "tags": ["y"]}});
-        let merged = server_side_apply(structure, Some(&live), &theirs, &request("them", false))
-            .expect("disjoint items");
+        let merged = server_side_apply(
+            structure,
+            Some(&live),
+            &theirs,
+            &request_at("example.com/v1", "them", false),
+        )
+        .expect("disjoint items");
         assert_eq!(
             merged["spec"]["ports"],
             json!([{"name": "a", "n": 1}, {"name": "b", "n": 2}])
@@ -981,8 +1107,13 @@ mod tests {
         assert_eq!(merged["spec"]["tags"], json!(["x", "y"]));
         let steps = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
             "spec": {"steps": [{"w": 2}]}});
-        let err = server_side_apply(structure, Some(&merged), &steps, &request("them", false))
-            .expect_err("atomic list owned by me");
+        let err = server_side_apply(
+            structure,
+            Some(&merged),
+            &steps,
+            &request_at("example.com/v1", "them", false),
+        )
+        .expect_err("atomic list owned by me");
         assert!(err.to_string().contains(".spec.steps"), "{err}");
     }
 
@@ -1315,7 +1446,7 @@ mod tests {
             Structure::BuiltIn(&kind),
             None,
             &config,
-            &request("me", false),
+            &request_at("v1", "me", false),
         )
         .expect("create");
         assert_eq!(
@@ -1328,7 +1459,7 @@ mod tests {
             Structure::BuiltIn(&kind),
             Some(&live),
             &fewer,
-            &request("me", false),
+            &request_at("v1", "me", false),
         )
         .expect("reapply");
         assert_eq!(result["metadata"]["finalizers"], json!(["b"]));
