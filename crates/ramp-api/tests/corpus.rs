@@ -12,10 +12,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/compat/argo-rollouts/examples")
-}
-
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
@@ -34,10 +30,10 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every `argoproj.io` document of the corpus, with the file it came from.
-fn corpus() -> Vec<(PathBuf, Value)> {
+/// Every `argoproj.io` document under `examples`, with the file it came from.
+fn corpus(examples: &Path) -> Vec<(PathBuf, Value)> {
     let mut files = Vec::new();
-    yaml_files(&corpus_dir(), &mut files);
+    yaml_files(examples, &mut files);
     let mut docs = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("readable corpus file");
@@ -154,15 +150,19 @@ fn validators() -> BTreeMap<String, jsonschema::Validator> {
 
 #[test]
 fn every_corpus_document_parses_validates_and_round_trips() {
+    let Some(upstream) = ramp_sim::compat::argo_rollouts() else {
+        return;
+    };
+    let examples = upstream.examples();
     let validators = validators();
     let mut per_kind: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures = Vec::new();
-    for (file, doc) in corpus() {
+    for (file, doc) in corpus(&examples) {
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
         let name = doc["metadata"]["name"].as_str().unwrap_or("?").to_string();
         let label = format!(
             "{}: {kind} {name}",
-            file.strip_prefix(corpus_dir()).unwrap_or(&file).display()
+            file.strip_prefix(&examples).unwrap_or(&file).display()
         );
         let outcome = match kind.as_str() {
             "Rollout" => round_trip::<Rollout>(&doc),

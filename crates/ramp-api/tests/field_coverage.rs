@@ -3,14 +3,12 @@
 //! On failure the test prints every missing or mismatched path.
 
 use ramp_api::crd;
+use ramp_sim::compat::{self, ArgoRollouts};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-fn upstream_crd(file: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/compat/argo-rollouts/manifests/crds")
-        .join(file);
+fn upstream_crd(upstream: &ArgoRollouts, file: &str) -> Value {
+    let path = upstream.crd(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading upstream CRD {}: {e}", path.display()));
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
@@ -113,8 +111,8 @@ struct Report {
     mismatched: Vec<String>,
 }
 
-fn compare(kind: &'static str, upstream_file: &str) -> Report {
-    let upstream = upstream_crd(upstream_file);
+fn compare(upstream: &ArgoRollouts, kind: &'static str, upstream_file: &str) -> Report {
+    let upstream = upstream_crd(upstream, upstream_file);
     let ours = crd::all()
         .into_iter()
         .find(|c| c.spec.names.kind == kind)
@@ -156,15 +154,19 @@ fn compare(kind: &'static str, upstream_file: &str) -> Report {
 
 #[test]
 fn every_upstream_field_path_exists_in_ramps_crds() {
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
     let reports = [
-        compare("Rollout", "rollout-crd.yaml"),
-        compare("AnalysisTemplate", "analysis-template-crd.yaml"),
+        compare(&upstream, "Rollout", "rollout-crd.yaml"),
+        compare(&upstream, "AnalysisTemplate", "analysis-template-crd.yaml"),
         compare(
+            &upstream,
             "ClusterAnalysisTemplate",
             "cluster-analysis-template-crd.yaml",
         ),
-        compare("AnalysisRun", "analysis-run-crd.yaml"),
-        compare("Experiment", "experiment-crd.yaml"),
+        compare(&upstream, "AnalysisRun", "analysis-run-crd.yaml"),
+        compare(&upstream, "Experiment", "experiment-crd.yaml"),
     ];
     let mut failed = false;
     for r in &reports {
@@ -193,7 +195,10 @@ fn every_upstream_field_path_exists_in_ramps_crds() {
 #[test]
 fn the_walker_sees_nested_lists_maps_and_preserved_objects() {
     // Guards the walker itself: if it stopped descending, the test above would pass vacuously.
-    let upstream = upstream_crd("rollout-crd.yaml");
+    let Some(corpus) = compat::argo_rollouts() else {
+        return;
+    };
+    let upstream = upstream_crd(&corpus, "rollout-crd.yaml");
     let mut up = BTreeMap::new();
     collect(v1alpha1_schema(&upstream), "", &mut up);
     assert!(

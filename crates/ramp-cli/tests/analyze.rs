@@ -806,28 +806,18 @@ spec:
     assert_eq!(code(&output), 1, "{}", stdout(&output));
 }
 
-const UPSTREAM_SECRET_EXAMPLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/compat/argo-rollouts/examples/rollout-secret.yaml"
-);
-
 /// Upstream's example of a web metric whose URL comes from a Secret, read in place: the
 /// Rollout and the Secret beside the template are skipped, the URL comes from `--arg`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_upstream_secret_example_runs_with_the_url_from_the_command_line() {
+    let Some(upstream) = ramp_sim::compat::argo_rollouts() else {
+        return;
+    };
+    let example = upstream.example("rollout-secret.yaml");
+    let example = example.to_string_lossy();
     let (url, _server) = web_endpoint().await;
     let secret_url = format!("secret-url={url}/message");
-    let output = analyze(
-        &[
-            "-f",
-            UPSTREAM_SECRET_EXAMPLE,
-            "--arg",
-            &secret_url,
-            "--once",
-        ],
-        "",
-    )
-    .await;
+    let output = analyze(&["-f", &example, "--arg", &secret_url, "--once"], "").await;
     let text = stdout(&output);
     assert_eq!(code(&output), 0, "{text}{}", stderr(&output));
     assert!(
@@ -841,11 +831,11 @@ async fn the_upstream_secret_example_runs_with_the_url_from_the_command_line() {
     );
     assert!(notes.contains("Secret/example-secret"), "{notes}");
 
-    let output = analyze(&["-f", UPSTREAM_SECRET_EXAMPLE, "--once"], "").await;
+    let output = analyze(&["-f", &example, "--once"], "").await;
     assert_eq!(code(&output), 2);
     assert!(
         stderr(&output).ends_with(&format!(
-            "error: {UPSTREAM_SECRET_EXAMPLE}: AnalysisTemplate/analysis-secret: argument \"secret-url\" reads key \"secretUrl\" of Secret \"example-secret\", which needs a cluster: pass --arg secret-url=VALUE\n"
+            "error: {example}: AnalysisTemplate/analysis-secret: argument \"secret-url\" reads key \"secretUrl\" of Secret \"example-secret\", which needs a cluster: pass --arg secret-url=VALUE\n"
         )),
         "{}",
         stderr(&output)

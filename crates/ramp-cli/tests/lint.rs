@@ -11,10 +11,6 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lint")
 }
 
-fn compat_examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/compat/argo-rollouts/examples")
-}
-
 fn repository_examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
@@ -246,7 +242,10 @@ fn standard_input_is_read_with_a_dash() {
 
 #[test]
 fn compat_corpus_lints_clean_with_warnings() {
-    let corpus = compat_examples();
+    let Some(upstream) = ramp_sim::compat::argo_rollouts() else {
+        return;
+    };
+    let corpus = upstream.examples();
     let outcome = lint_in(&corpus, &["-f", "."]);
     assert_eq!(
         outcome.code,
@@ -295,8 +294,11 @@ fn manifest_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_compat_file_lints_clean_on_its_own() {
+    let Some(upstream) = ramp_sim::compat::argo_rollouts() else {
+        return;
+    };
     let mut files = Vec::new();
-    manifest_files(&compat_examples(), &mut files);
+    manifest_files(&upstream.examples(), &mut files);
     assert!(files.len() > 20, "the compat corpus is missing: {files:?}");
     for file in files {
         let path = file.to_string_lossy().into_owned();
@@ -338,7 +340,10 @@ fn services_among_the_inputs_must_select_the_rollout_pods() {
 /// what is reported shows up in review.
 #[test]
 fn compat_corpus_report_snapshot() {
-    let outcome = lint_in(&compat_examples(), &["-f", "."]);
+    let Some(upstream) = ramp_sim::compat::argo_rollouts() else {
+        return;
+    };
+    let outcome = lint_in(&upstream.examples(), &["-f", "."]);
     insta::assert_snapshot!("compat_corpus_report", outcome.stdout);
 }
 

@@ -13,16 +13,8 @@ use kube::api::{
 };
 use ramp_sim::{Sim, SimConfig};
 use serde_json::{Value, json};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-const CRDS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/compat/argo-rollouts/manifests/crds"
-);
-const EXAMPLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/compat/argo-rollouts/examples/rollout-canary.yaml"
-);
 
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -33,7 +25,7 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn yaml(path: &str) -> Value {
+fn yaml(path: &Path) -> Value {
     serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -90,6 +82,9 @@ fn objects_for(i: usize, rollout: &Value) -> Vec<(&'static str, Value)> {
 
 #[tokio::main]
 async fn main() {
+    let Some(upstream) = ramp_sim::compat::argo_rollouts() else {
+        return;
+    };
     let rollouts: usize = std::env::var("RAMP_SIM_BENCH_ROLLOUTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -105,7 +100,7 @@ async fn main() {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.create(
         &PostParams::default(),
-        &serde_json::from_value(yaml(&format!("{CRDS}/rollout-crd.yaml"))).unwrap(),
+        &serde_json::from_value(yaml(&upstream.crd("rollout-crd.yaml"))).unwrap(),
     )
     .await
     .unwrap();
@@ -150,7 +145,7 @@ async fn main() {
     ];
     let registered = rss_mib();
     println!("resident memory after registering the CRDs: {registered:.0} MiB");
-    let rollout = yaml(EXAMPLE);
+    let rollout = yaml(&upstream.example("rollout-canary.yaml"));
     let started = Instant::now();
     let writes = (0..rollouts).flat_map(|i| objects_for(i, &rollout));
     let created = stream::iter(writes)

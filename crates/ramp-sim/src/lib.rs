@@ -7,6 +7,7 @@
 pub mod api;
 pub mod apimachinery;
 pub mod audit;
+pub mod compat;
 pub mod prometheus;
 pub mod testing;
 pub mod tier;

@@ -10,25 +10,19 @@ use kube::api::{
 use kube::core::Status;
 use kube::discovery::Discovery;
 use pretty_assertions::assert_eq;
+use ramp_sim::compat::{self, ArgoRollouts};
 use ramp_sim::{Sim, SimConfig, SimHandle};
 use serde_json::{Value, json};
+use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const CRDS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/compat/argo-rollouts/manifests/crds"
-);
-const EXAMPLES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/compat/argo-rollouts/examples"
-);
-
-fn yaml(path: &str) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
+fn yaml(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
 
-async fn sim_with_crds() -> SimHandle {
+async fn sim_with_crds(upstream: &ArgoRollouts) -> SimHandle {
     let sim = Sim::start(SimConfig::api_only()).await.unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(sim.client());
     for file in [
@@ -39,7 +33,7 @@ async fn sim_with_crds() -> SimHandle {
         "experiment-crd.yaml",
     ] {
         let crd: CustomResourceDefinition =
-            serde_json::from_value(yaml(&format!("{CRDS}/{file}"))).unwrap();
+            serde_json::from_value(yaml(&upstream.crd(file))).unwrap();
         let created = crds
             .create(&PostParams::default(), &crd)
             .await
@@ -63,8 +57,8 @@ fn rollouts(sim: &SimHandle) -> Api<DynamicObject> {
     Api::namespaced_with(sim.client(), "default", &resource)
 }
 
-fn example_rollout() -> DynamicObject {
-    serde_json::from_value(yaml(&format!("{EXAMPLES}/rollout-canary.yaml"))).unwrap()
+fn example_rollout(upstream: &ArgoRollouts) -> DynamicObject {
+    serde_json::from_value(yaml(&upstream.example("rollout-canary.yaml"))).unwrap()
 }
 
 fn api_error(err: kube::Error) -> Status {
@@ -111,7 +105,10 @@ fn dechunk(mut body: &str) -> String {
 
 #[tokio::test]
 async fn crds_are_discovered_with_names_and_subresources() {
-    let sim = sim_with_crds().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let sim = sim_with_crds(&upstream).await;
     let discovery = Discovery::new(sim.client()).run().await.unwrap();
     let group = discovery
         .get("argoproj.io")
@@ -165,10 +162,13 @@ async fn crds_are_discovered_with_names_and_subresources() {
 
 #[tokio::test]
 async fn an_upstream_example_rollout_is_accepted_and_defaults_server_fields() {
-    let sim = sim_with_crds().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let sim = sim_with_crds(&upstream).await;
     let api = rollouts(&sim);
     let created = api
-        .create(&PostParams::default(), &example_rollout())
+        .create(&PostParams::default(), &example_rollout(&upstream))
         .await
         .unwrap();
     assert_eq!(created.metadata.generation, Some(1));
@@ -219,9 +219,12 @@ async fn an_upstream_example_rollout_is_accepted_and_defaults_server_fields() {
 
 #[tokio::test]
 async fn invalid_rollouts_get_422_naming_the_field() {
-    let sim = sim_with_crds().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let sim = sim_with_crds(&upstream).await;
     let api = rollouts(&sim);
-    let mut rollout = example_rollout();
+    let mut rollout = example_rollout(&upstream);
     rollout.data["spec"]["replicas"] = json!("five");
     let err = api_error(
         api.create(&PostParams::default(), &rollout)
@@ -245,9 +248,12 @@ async fn invalid_rollouts_get_422_naming_the_field() {
 
 #[tokio::test]
 async fn unknown_fields_are_pruned_or_rejected_when_strict() {
-    let sim = sim_with_crds().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let sim = sim_with_crds(&upstream).await;
     let api = rollouts(&sim);
-    let mut rollout = example_rollout();
+    let mut rollout = example_rollout(&upstream);
     rollout.data["spec"]["bogusField"] = json!(1);
     let created = api.create(&PostParams::default(), &rollout).await.unwrap();
     assert_eq!(
@@ -280,9 +286,12 @@ async fn unknown_fields_are_pruned_or_rejected_when_strict() {
 
 #[tokio::test]
 async fn server_side_apply_creates_updates_and_reports_conflicts() {
-    let sim = sim_with_crds().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let sim = sim_with_crds(&upstream).await;
     let api = rollouts(&sim);
-    let rollout = example_rollout();
+    let rollout = example_rollout(&upstream);
     let first = api
         .patch(
             "rollout-canary",
@@ -327,9 +336,12 @@ async fn server_side_apply_creates_updates_and_reports_conflicts() {
 
 #[tokio::test]
 async fn strategic_merge_is_refused_for_custom_resources() {
-    let sim = sim_with_crds().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let sim = sim_with_crds(&upstream).await;
     let api = rollouts(&sim);
-    api.create(&PostParams::default(), &example_rollout())
+    api.create(&PostParams::default(), &example_rollout(&upstream))
         .await
         .unwrap();
     let err = api_error(
@@ -346,9 +358,12 @@ async fn strategic_merge_is_refused_for_custom_resources() {
 
 #[tokio::test]
 async fn table_output_uses_the_crd_printer_columns() {
-    let sim = sim_with_crds().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let sim = sim_with_crds(&upstream).await;
     rollouts(&sim)
-        .create(&PostParams::default(), &example_rollout())
+        .create(&PostParams::default(), &example_rollout(&upstream))
         .await
         .unwrap();
     let (status, table) = raw_get(
@@ -387,7 +402,10 @@ async fn table_output_uses_the_crd_printer_columns() {
 
 #[tokio::test]
 async fn openapi_v3_lists_crd_operations_with_field_validation() {
-    let sim = sim_with_crds().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let sim = sim_with_crds(&upstream).await;
     let (_, index) = raw_get(&sim, "/openapi/v3", "application/json").await;
     let url = index["paths"]["apis/argoproj.io/v1alpha1"]["serverRelativeURL"]
         .as_str()
@@ -412,9 +430,12 @@ async fn openapi_v3_lists_crd_operations_with_field_validation() {
 
 #[tokio::test]
 async fn deleting_a_crd_stops_serving_its_resource() {
-    let sim = sim_with_crds().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let sim = sim_with_crds(&upstream).await;
     rollouts(&sim)
-        .create(&PostParams::default(), &example_rollout())
+        .create(&PostParams::default(), &example_rollout(&upstream))
         .await
         .unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(sim.client());
@@ -430,7 +451,7 @@ async fn deleting_a_crd_stops_serving_its_resource() {
     assert!(status.contains("404"), "{status}");
     // Re-registering serves an empty resource again.
     let crd: CustomResourceDefinition =
-        serde_json::from_value(yaml(&format!("{CRDS}/rollout-crd.yaml"))).unwrap();
+        serde_json::from_value(yaml(&upstream.crd("rollout-crd.yaml"))).unwrap();
     crds.create(&PostParams::default(), &crd).await.unwrap();
     let list = rollouts(&sim).list(&Default::default()).await.unwrap();
     assert!(list.items.is_empty());
@@ -438,8 +459,11 @@ async fn deleting_a_crd_stops_serving_its_resource() {
 
 #[tokio::test]
 async fn unknown_fields_produce_a_warning_header_by_default() {
-    let sim = sim_with_crds().await;
-    let mut rollout = serde_json::to_value(example_rollout()).unwrap();
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let sim = sim_with_crds(&upstream).await;
+    let mut rollout = serde_json::to_value(example_rollout(&upstream)).unwrap();
     rollout["spec"]["bogusField"] = json!(true);
     let body = rollout.to_string();
     let mut stream = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();

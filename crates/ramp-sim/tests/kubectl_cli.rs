@@ -4,19 +4,16 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use ramp_sim::compat::{self, ArgoRollouts};
 use ramp_sim::{Sim, SimConfig, SimHandle};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const KUBECTL: &str = "/usr/bin/kubectl";
-const COMPAT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/compat/argo-rollouts"
-);
 
 struct Cluster {
     sim: SimHandle,
@@ -70,14 +67,15 @@ impl Cluster {
         stdout
     }
 
-    async fn with_crds_and_canary(self) -> Self {
-        let crds = format!("{COMPAT}/manifests/crds");
+    /// Upstream's CRDs and canary example applied, the way a user would.
+    async fn with_crds_and_canary(self, upstream: &ArgoRollouts) -> Self {
+        let crds = as_arg(&upstream.crds());
         self.ok(&["apply", "--server-side", "-f", &crds]).await;
         let out = self
             .ok(&[
                 "apply",
                 "-f",
-                &format!("{COMPAT}/examples/rollout-canary.yaml"),
+                &as_arg(&upstream.example("rollout-canary.yaml")),
             ])
             .await;
         assert_eq!(out.trim(), "rollout.argoproj.io/rollout-canary created");
@@ -93,10 +91,17 @@ impl Cluster {
     }
 }
 
+fn as_arg(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
 #[tokio::test]
 async fn apply_crds_server_side_and_examples_client_side() {
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
     let cluster = Cluster::start().await;
-    let crds = format!("{COMPAT}/manifests/crds");
+    let crds = as_arg(&upstream.crds());
     let out = cluster.ok(&["apply", "--server-side", "-f", &crds]).await;
     assert!(
         out.contains(
@@ -121,7 +126,7 @@ async fn apply_crds_server_side_and_examples_client_side() {
         "cluster-analysis-templates.yaml",
     ] {
         let (ok, stdout, stderr) = cluster
-            .run(&["apply", "-f", &format!("{COMPAT}/examples/{example}")])
+            .run(&["apply", "-f", &as_arg(&upstream.example(example))])
             .await;
         assert!(ok, "apply {example}: {stdout}\n{stderr}");
         assert!(stdout.contains("created"), "{example}: {stdout}");
@@ -141,7 +146,7 @@ async fn apply_crds_server_side_and_examples_client_side() {
         .ok(&[
             "apply",
             "-f",
-            &format!("{COMPAT}/examples/rollout-canary.yaml"),
+            &as_arg(&upstream.example("rollout-canary.yaml")),
         ])
         .await;
     assert_eq!(
@@ -162,13 +167,12 @@ async fn apply_crds_server_side_and_examples_client_side() {
 
 #[tokio::test]
 async fn client_side_apply_of_the_big_crd_fails_like_a_real_server() {
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
     let cluster = Cluster::start().await;
     let (ok, _, stderr) = cluster
-        .run(&[
-            "apply",
-            "-f",
-            &format!("{COMPAT}/manifests/crds/rollout-crd.yaml"),
-        ])
+        .run(&["apply", "-f", &as_arg(&upstream.crd("rollout-crd.yaml"))])
         .await;
     assert!(
         !ok,
@@ -182,7 +186,10 @@ async fn client_side_apply_of_the_big_crd_fails_like_a_real_server() {
 
 #[tokio::test]
 async fn get_rollouts_wide_prints_the_printer_columns() {
-    let cluster = Cluster::start().await.with_crds_and_canary().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let cluster = Cluster::start().await.with_crds_and_canary(&upstream).await;
     let out = cluster.ok(&["get", "ro", "-o", "wide"]).await;
     let mut lines = out.lines();
     let header: Vec<&str> = lines
@@ -211,7 +218,10 @@ async fn get_rollouts_wide_prints_the_printer_columns() {
 
 #[tokio::test]
 async fn get_watch_prints_changes_as_they_happen() {
-    let cluster = Cluster::start().await.with_crds_and_canary().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let cluster = Cluster::start().await.with_crds_and_canary(&upstream).await;
     let mut child = cluster
         .command(&["get", "rollouts", "-w"])
         .stdout(Stdio::piped())
@@ -247,7 +257,10 @@ async fn get_watch_prints_changes_as_they_happen() {
 
 #[tokio::test]
 async fn patch_merge_and_json_then_delete() {
-    let cluster = Cluster::start().await.with_crds_and_canary().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let cluster = Cluster::start().await.with_crds_and_canary(&upstream).await;
     let out = cluster
         .ok(&[
             "patch",
@@ -298,7 +311,10 @@ async fn patch_merge_and_json_then_delete() {
 
 #[tokio::test]
 async fn wait_for_a_condition_set_through_the_status_subresource() {
-    let cluster = Cluster::start().await.with_crds_and_canary().await;
+    let Some(upstream) = compat::argo_rollouts() else {
+        return;
+    };
+    let cluster = Cluster::start().await.with_crds_and_canary(&upstream).await;
     let waiter = cluster
         .command(&[
             "wait",
