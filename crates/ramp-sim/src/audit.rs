@@ -246,7 +246,7 @@ mod tests {
             json!([{"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 20}]),
         ))
         .unwrap();
-        assert_eq!(entry.summary(), "patch virtualservices t1/web");
+        assert_eq!(entry.summary(), "patch virtualservices t1/web -> 200");
         assert_eq!(entry.patch_type.as_deref(), Some("json"));
         assert_eq!(entry.field_manager.as_deref(), Some("ramp"));
         assert_eq!(entry.version, "v1alpha3");

@@ -318,7 +318,10 @@ impl RealCluster {
         let traffic = if sim_config.traffic_enabled {
             let traffic = crate::traffic::start(
                 client.clone(),
-                sim_config.traffic.clone(),
+                crate::traffic::TrafficConfig {
+                    namespace: Some(namespace.clone()),
+                    ..sim_config.traffic.clone()
+                },
                 sim_config.metrics_listen,
             )
             .await

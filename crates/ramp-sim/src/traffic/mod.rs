@@ -49,6 +49,9 @@ pub struct TrafficConfig {
     pub request_classes: Vec<RequestClass>,
     /// Behaviour of versions whose pod template says nothing.
     pub default_behaviour: Behaviour,
+    /// Only this namespace's objects, when set: a test sharing a real cluster with others
+    /// meters its own traffic alone.
+    pub namespace: Option<String>,
 }
 
 impl Default for TrafficConfig {
@@ -66,6 +69,7 @@ impl Default for TrafficConfig {
                 error_code: 500,
                 latency: LatencyModel::from_p50_p95(20.0, 50.0),
             },
+            namespace: None,
         }
     }
 }
@@ -200,20 +204,31 @@ pub async fn start(
     let meter = Arc::new(Mutex::new(Meter::default()));
     let mut tasks = JoinSet::new();
     let cfg = watcher::Config::default;
+    fn typed<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = config.namespace.as_deref();
     tasks.spawn(follow(
-        watcher(Api::<Pod>::all(client.clone()), cfg()),
+        watcher(typed::<Pod>(&client, ns), cfg()),
         objects.pods.clone(),
     ));
     tasks.spawn(follow(
-        watcher(Api::<ReplicaSet>::all(client.clone()), cfg()),
+        watcher(typed::<ReplicaSet>(&client, ns), cfg()),
         objects.replica_sets.clone(),
     ));
     tasks.spawn(follow(
-        watcher(Api::<Service>::all(client.clone()), cfg()),
+        watcher(typed::<Service>(&client, ns), cfg()),
         objects.services.clone(),
     ));
     tasks.spawn(follow(
-        watcher(Api::<Ingress>::all(client.clone()), cfg()),
+        watcher(typed::<Ingress>(&client, ns), cfg()),
         objects.ingresses.clone(),
     ));
     tasks.spawn(follow(
@@ -242,6 +257,7 @@ pub async fn start(
     ] {
         tasks.spawn(follow_custom_kind(
             client.clone(),
+            config.namespace.clone(),
             objects.crds.clone(),
             CustomKind {
                 group,
@@ -407,6 +423,7 @@ fn served_version(crds: &Mirror<CustomResourceDefinition>, kind: CustomKind) -> 
 /// versions as they change.
 async fn follow_custom_kind(
     client: kube::Client,
+    namespace: Option<String>,
     crds: Arc<Mirror<CustomResourceDefinition>>,
     kind: CustomKind,
     mirror: Arc<Mirror<DynamicObject>>,
@@ -428,7 +445,12 @@ async fn follow_custom_kind(
                     kind: kind.kind.to_string(),
                     plural: kind.plural.to_string(),
                 };
-                let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+                let api = match &namespace {
+                    Some(ns) => {
+                        Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource)
+                    }
+                    None => Api::<DynamicObject>::all_with(client.clone(), &resource),
+                };
                 let watch = follow(watcher(api, watcher::Config::default()), mirror.clone());
                 let still_served = async {
                     loop {
