@@ -423,10 +423,25 @@ pub fn retention_limits(
 
 /// Reads a rollout field for an argument's `valueFrom.fieldRef.fieldPath`: dotted members with
 /// optional `['key']` subscripts (`metadata.labels['app']`, `spec.template.metadata.labels.v`).
-/// Strings are returned as they are, other values as JSON.
+/// Strings are returned as they are, other values as JSON. A label or annotation the rollout
+/// does not carry reads as an empty string, as upstream's downward-API lookup does; any other
+/// missing field does not resolve.
 pub fn field_ref_value(object: &serde_json::Value, field_path: &str) -> Option<String> {
+    let segments = field_path_segments(field_path)?;
+    if let [metadata, map, key] = segments.as_slice()
+        && metadata == "metadata"
+        && (map == "labels" || map == "annotations")
+    {
+        let value = object
+            .get("metadata")
+            .and_then(|m| m.get(map))
+            .and_then(|m| m.get(key))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        return Some(value.to_owned());
+    }
     let mut current = object;
-    for segment in field_path_segments(field_path)? {
+    for segment in segments {
         current = match current {
             serde_json::Value::Object(map) => map.get(&segment)?,
             serde_json::Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,

@@ -432,6 +432,25 @@ fn field_refs_read_labels_annotations_and_nested_fields() {
     assert_eq!(field_ref_value(&rollout, "metadata.missing"), None);
 }
 
+#[test]
+fn field_refs_to_a_label_or_annotation_the_rollout_lacks_read_as_empty() {
+    let rollout = json!({"metadata": {"name": "window", "labels": {"app": "window"}}});
+    assert_eq!(
+        field_ref_value(&rollout, "metadata.labels['rev']"),
+        Some(String::new())
+    );
+    assert_eq!(
+        field_ref_value(&rollout, "metadata.annotations['owner']"),
+        Some(String::new()),
+        "no annotations map at all"
+    );
+    assert_eq!(
+        field_ref_value(&rollout, "metadata.labels['app']"),
+        Some("window".into())
+    );
+    assert_eq!(field_ref_value(&rollout, "spec.template.missing"), None);
+}
+
 fn included(name: &str, includes: &[&str], metric: &str) -> IncludedTemplate {
     IncludedTemplate {
         display_name: format!("AnalysisTemplate/{name}"),

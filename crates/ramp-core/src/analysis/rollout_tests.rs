@@ -144,6 +144,53 @@ fn a_step_run_is_created_with_upstream_name_labels_and_resolved_arguments() {
     assert_eq!(recorded.status, "Pending");
 }
 
+/// Upstream's rollback-window e2e passes `metadata.labels['rev']` before any update gives the
+/// Rollout that label: the argument is an empty string (overriding the template's default),
+/// not an InvalidSpec; once the label exists, the next run carries its value.
+#[test]
+fn a_field_ref_to_a_label_the_rollout_lacks_passes_an_empty_argument() {
+    let mut analysis = analysis();
+    analysis.args.get_or_insert_default().push(
+        serde_json::from_value(json!({
+            "name": "env",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['rev']"}}
+        }))
+        .unwrap(),
+    );
+    let step = CanaryStep {
+        analysis: Some(analysis),
+        ..CanaryStep::default()
+    };
+    let mut sim = healthy(vec![weight(20), step, weight(50)]);
+    let env_of = |run: &AnalysisRun| {
+        run.spec
+            .args
+            .iter()
+            .flatten()
+            .find(|a| a.name == "env")
+            .and_then(|a| a.value.clone())
+    };
+    sim.set_image("web:2");
+    sim.run();
+    assert!(status(&sim).condition("InvalidSpec").is_none());
+    let runs = created(&sim);
+    assert_eq!(runs.len(), 1, "{:?}", sim.log);
+    assert_eq!(env_of(&runs[0]), Some(String::new()));
+
+    sim.log.clear();
+    sim.world
+        .rollout
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert("rev".to_owned(), "three".to_owned());
+    sim.set_image("web:3");
+    sim.run();
+    let runs = created(&sim);
+    assert_eq!(runs.len(), 1, "{:?}", sim.log);
+    assert_eq!(env_of(&runs[0]), Some("three".to_owned()));
+}
+
 #[test]
 fn a_successful_step_run_completes_the_step_and_the_update() {
     let mut sim = healthy(vec![weight(20), analysis_step(), weight(50)]);

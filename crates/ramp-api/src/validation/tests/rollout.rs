@@ -457,7 +457,7 @@ fn analysis_arguments_on_the_rollout() {
         vec![
             "error: spec.strategy.canary.steps[0].analysis.args[0]: sets both value and valueFrom; set one",
             r#"error: spec.strategy.canary.steps[0].analysis.args[1].valueFrom.podTemplateHashValue: "Newest" is not Stable or Latest"#,
-            r#"error: spec.strategy.canary.steps[0].analysis.args[3].valueFrom.fieldRef.fieldPath: "metadata.labels['env']" refers to the label "env", which the rollout does not have"#,
+            r#"warning: spec.strategy.canary.steps[0].analysis.args[3].valueFrom.fieldRef.fieldPath: "metadata.labels['env']" refers to the label "env", which the rollout does not have: the argument is an empty string until it does"#,
             r#"error: spec.strategy.canary.steps[0].analysis.args[4].name: "d" is passed more than once"#,
         ]
     );
