@@ -189,7 +189,14 @@ fn check_virtual_service(
         .and_then(Value::as_array)
         .map(|routes| routes.iter().collect())
         .unwrap_or_default();
+    let other_routes = reference.tls_routes.as_ref().is_some_and(|r| !r.is_empty())
+        || reference.tcp_routes.as_ref().is_some_and(|r| !r.is_empty());
+    // Without a `spec.http` list, a rollout that selects TLS or TCP routes manages no HTTP
+    // route, whatever `routes` names: upstream skips the HTTP side of such a VirtualService
+    // (its TLS-only e2e host split lists an HTTP route name all the same).
+    let has_http = object.pointer("/spec/http").is_some_and(Value::is_array);
     let managed: Vec<(String, &Value)> = match &reference.routes {
+        _ if !has_http && other_routes => Vec::new(),
         Some(names) if !names.is_empty() => {
             let mut found = Vec::new();
             for route_name in names {
@@ -207,8 +214,6 @@ fn check_virtual_service(
             found
         }
         _ => {
-            let other_routes = reference.tls_routes.as_ref().is_some_and(|r| !r.is_empty())
-                || reference.tcp_routes.as_ref().is_some_and(|r| !r.is_empty());
             if other_routes {
                 Vec::new()
             } else if http.len() == 1 {

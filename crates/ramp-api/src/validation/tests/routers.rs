@@ -66,6 +66,48 @@ fn managed_routes_must_exist_and_reach_both_services() {
     );
 }
 
+/// As upstream's TLS-only host split e2e: a VirtualService with only `tls` routes, under a
+/// rollout that selects one by port and SNI host and still lists an HTTP route name.
+#[test]
+fn http_route_names_are_ignored_for_a_virtual_service_without_http_routes() {
+    let tls_only = json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+    "metadata": {"name": "vs"}, "spec": {"tls": [{
+        "match": [{"port": 443, "sniHosts": ["checkout.example.com"]}],
+        "route": [
+            {"destination": {"host": "checkout-stable"}, "weight": 100},
+            {"destination": {"host": "checkout-canary"}, "weight": 0}
+        ]
+    }]}});
+    let known = objects(&[("VirtualService", None, tls_only)]);
+    let tls = json!([{"port": 443, "sniHosts": ["checkout.example.com"]}]);
+    let with_names = istio_rollout(json!({"name": "vs", "routes": ["primary"], "tlsRoutes": tls}));
+    assert_eq!(
+        lines(&check_router_objects(&with_names, &known)),
+        Vec::<String>::new()
+    );
+    // An empty `http` list is a list: the named route must be in it, as upstream.
+    let empty_http = objects(&[(
+        "VirtualService",
+        None,
+        json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": "vs"}, "spec": {"http": [], "tls": []}}),
+    )]);
+    assert_eq!(
+        lines(&check_router_objects(&with_names, &empty_http)),
+        error(
+            r#"spec.strategy.canary.trafficRouting.istio.virtualService.routes: VirtualService "vs" has no HTTP route named "primary""#
+        )
+    );
+    // Nothing but HTTP route names, and no HTTP routes: still an error.
+    let only_names = istio_rollout(json!({"name": "vs", "routes": ["primary"]}));
+    assert_eq!(
+        lines(&check_router_objects(&only_names, &known)),
+        error(
+            r#"spec.strategy.canary.trafficRouting.istio.virtualService.routes: VirtualService "vs" has no HTTP route named "primary""#
+        )
+    );
+}
+
 #[test]
 fn subset_split_needs_both_subsets_in_the_route_and_the_rule() {
     let vs = virtual_service(json!([route(

@@ -207,7 +207,10 @@ pub fn plan_virtual_service(
     let tcp = routes_of(virtual_service, RouteKind::Tcp);
 
     let mut weighted = Vec::new();
-    for index in select_http_routes(http, selection, &managed_names, object)? {
+    let has_http = virtual_service
+        .pointer("/spec/http")
+        .is_some_and(Value::is_array);
+    for index in select_http_routes(http, has_http, selection, &managed_names, object)? {
         weighted.push(weigh_route(
             RouteKind::Http,
             index,
@@ -327,18 +330,26 @@ pub(super) fn route_name(route: &Value) -> Option<&str> {
     route.get("name").and_then(Value::as_str)
 }
 
+/// Indexes of the HTTP routes whose weights the rollout manages. `has_http` says whether the
+/// VirtualService has a `spec.http` list at all: one without it, under a rollout that selects
+/// TLS or TCP routes, has no HTTP route to manage even when `routes` names some. Upstream skips
+/// the HTTP side of such a VirtualService, and its e2e suite (TLS-only host split) relies on it.
 fn select_http_routes(
     http: &[Value],
+    has_http: bool,
     selection: &IstioVirtualService,
     managed: &BTreeSet<&str>,
     object: &ObjectName,
 ) -> Result<Vec<usize>, TrafficError> {
     let is_managed = |route: &Value| route_name(route).is_some_and(|name| managed.contains(name));
     let named: Vec<&String> = selection.routes.iter().flatten().collect();
+    let has_other_selectors = selection.tls_routes.as_ref().is_some_and(|r| !r.is_empty())
+        || selection.tcp_routes.as_ref().is_some_and(|r| !r.is_empty());
+    if !has_http && has_other_selectors {
+        return Ok(Vec::new());
+    }
     if named.is_empty() {
         let unmanaged: Vec<usize> = (0..http.len()).filter(|&i| !is_managed(&http[i])).collect();
-        let has_other_selectors = selection.tls_routes.as_ref().is_some_and(|r| !r.is_empty())
-            || selection.tcp_routes.as_ref().is_some_and(|r| !r.is_empty());
         return match unmanaged.as_slice() {
             [only] => Ok(vec![*only]),
             _ if has_other_selectors => Ok(Vec::new()),
