@@ -14,6 +14,7 @@ use ramp_api::validation::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -174,28 +175,31 @@ pub fn lint(args: &LintArgs) -> Report {
         load_source(&source, &mut inputs, &mut report.unreadable);
     }
     // `--templates-from` only feeds the catalogs: its documents are not linted, but its
-    // templates (and Services) are known when checking the inputs.
-    let mut extra = Loaded {
-        services: std::mem::take(&mut inputs.services),
-        routers: std::mem::take(&mut inputs.routers),
-        ..Loaded::default()
-    };
+    // templates (and Services, router objects) are known when checking the inputs.
+    let mut extra = Loaded::default();
     for source in collect_sources(&args.templates_from, &mut report.unreadable) {
         load_source(&source, &mut extra, &mut report.unreadable);
     }
-    let context = NamedObjects {
-        services: extra.services,
-        routers: extra.routers,
-    };
-    let mut catalog = TemplateCatalog::new();
-    for document in inputs.documents.iter().chain(&extra.documents) {
-        add_to_catalog(&mut catalog, document);
-    }
+    let referable: Vec<Referable> = inputs
+        .referable
+        .into_iter()
+        .chain(extra.referable)
+        .collect();
+    let shared = Catalogs::build(referable.iter());
+    let shadowing = files_with_shadowing_objects(&referable);
+    let mut own_catalogs: BTreeMap<&str, Catalogs> = BTreeMap::new();
 
     let documents = inputs.documents;
     report.summary.documents = documents.len();
     for document in &documents {
-        for problem in check_document(document, &catalog, &context) {
+        let catalogs = if shadowing.contains(document.file.as_str()) {
+            own_catalogs
+                .entry(document.file.as_str())
+                .or_insert_with(|| Catalogs::for_file(&document.file, &referable))
+        } else {
+            &shared
+        };
+        for problem in check_document(document, catalogs) {
             report.findings.push(Finding {
                 severity: problem.severity,
                 file: document.file.clone(),
@@ -286,18 +290,100 @@ fn walk_directory(dir: &Path, files: &mut Vec<PathBuf>, unreadable: &mut Vec<Unr
     }
 }
 
-/// What the inputs hold: the argoproj documents to lint, and the Services they may name.
+/// What the inputs hold: the argoproj documents to lint, and the objects they may refer to.
 #[derive(Default)]
 struct Loaded {
     documents: Vec<LoadedDocument>,
+    referable: Vec<Referable>,
+}
+
+/// An object a linted document may refer to by name — a Service, VirtualService,
+/// DestinationRule, Ingress, AnalysisTemplate or ClusterAnalysisTemplate — with the file it
+/// came from.
+struct Referable {
+    file: String,
+    kind: String,
+    namespace: Option<String>,
+    name: String,
+    value: Value,
+}
+
+/// The objects references are checked against.
+#[derive(Default)]
+struct Catalogs {
+    templates: TemplateCatalog,
     services: ServiceCatalog,
     routers: RouterObjects,
 }
 
-/// The non-argoproj objects the inputs hold, which Rollouts may name.
-struct NamedObjects {
-    services: ServiceCatalog,
-    routers: RouterObjects,
+impl Catalogs {
+    /// Every object of `objects`; when two share a name, the first one counts.
+    fn build<'a>(objects: impl Iterator<Item = &'a Referable>) -> Self {
+        let mut catalogs = Self::default();
+        for object in objects {
+            catalogs.add(object);
+        }
+        catalogs
+    }
+
+    /// The catalogs seen from `file`: its own objects come first, so they win over same-named
+    /// objects of other files. Manifests are applied one file at a time (upstream's e2e
+    /// suite reuses names such as `istio-host-split-vsvc` in several files), so a Rollout
+    /// means the VirtualService or template written next to it.
+    fn for_file(file: &str, objects: &[Referable]) -> Self {
+        Self::build(
+            objects
+                .iter()
+                .filter(|o| o.file == file)
+                .chain(objects.iter().filter(|o| o.file != file)),
+        )
+    }
+
+    fn add(&mut self, object: &Referable) {
+        let namespace = object.namespace.as_deref();
+        match object.kind.as_str() {
+            "Service" => {
+                self.services
+                    .add_service(namespace, &object.name, service_selector(&object.value))
+            }
+            "AnalysisTemplate" => {
+                if let Ok(template) =
+                    serde_json::from_value::<AnalysisTemplate>(object.value.clone())
+                {
+                    self.templates
+                        .add_analysis_template(namespace, &object.name, template.spec);
+                }
+            }
+            "ClusterAnalysisTemplate" => {
+                if let Ok(template) =
+                    serde_json::from_value::<ClusterAnalysisTemplate>(object.value.clone())
+                {
+                    self.templates
+                        .add_cluster_analysis_template(&object.name, template.spec.0);
+                }
+            }
+            kind => self
+                .routers
+                .add(kind, namespace, &object.name, object.value.clone()),
+        }
+    }
+}
+
+/// Files holding an object whose kind and name another file also uses: documents of those
+/// files get catalogs of their own ([`Catalogs::for_file`]); all others share one.
+fn files_with_shadowing_objects(objects: &[Referable]) -> BTreeSet<&str> {
+    let mut files_by_name: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
+    for object in objects {
+        files_by_name
+            .entry((object.kind.as_str(), object.name.as_str()))
+            .or_default()
+            .insert(object.file.as_str());
+    }
+    files_by_name
+        .into_values()
+        .filter(|files| files.len() > 1)
+        .flatten()
+        .collect()
 }
 
 /// One argoproj document read from an input.
@@ -389,23 +475,25 @@ fn push_documents(file: &str, value: Value, notes: &[Problem], loaded: &mut Load
         }
         return;
     }
-    if api_version == "v1" && kind == "Service" {
-        add_service(&mut loaded.services, &value);
-        return;
-    }
     let group = api_version.split('/').next().unwrap_or_default();
     let is_router_object = matches!(
         (group, kind),
         ("networking.istio.io", "VirtualService" | "DestinationRule")
             | ("networking.k8s.io" | "extensions", "Ingress")
     );
-    if is_router_object {
+    if (api_version == "v1" && kind == "Service") || is_router_object {
         let metadata = value.get("metadata");
         if let Some(name) = metadata.and_then(|m| m.get("name")).and_then(Value::as_str) {
             let namespace = metadata
                 .and_then(|m| m.get("namespace"))
                 .and_then(Value::as_str);
-            loaded.routers.add(kind, namespace, name, value.clone());
+            loaded.referable.push(Referable {
+                file: file.to_owned(),
+                kind: kind.to_owned(),
+                namespace: namespace.map(str::to_owned),
+                name: name.to_owned(),
+                value: value.clone(),
+            });
         }
         return;
     }
@@ -436,6 +524,19 @@ fn push_documents(file: &str, value: Value, notes: &[Problem], loaded: &mut Load
             .unwrap_or(DEFAULT_NAMESPACE)
             .to_owned()
     });
+    if matches!(kind, "AnalysisTemplate" | "ClusterAnalysisTemplate") {
+        loaded.referable.push(Referable {
+            file: file.to_owned(),
+            kind: kind.to_owned(),
+            // As written: a template without a namespace matches references from any.
+            namespace: metadata
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            name: name.clone(),
+            value: value.clone(),
+        });
+    }
     loaded.documents.push(LoadedDocument {
         file: file.to_owned(),
         reference: DocumentRef {
@@ -448,16 +549,9 @@ fn push_documents(file: &str, value: Value, notes: &[Problem], loaded: &mut Load
     });
 }
 
-/// Records a Service's selector, so the Rollouts naming it can be checked against it.
-fn add_service(services: &mut ServiceCatalog, service: &Value) {
-    let metadata = service.get("metadata");
-    let Some(name) = metadata.and_then(|m| m.get("name")).and_then(Value::as_str) else {
-        return;
-    };
-    let namespace = metadata
-        .and_then(|m| m.get("namespace"))
-        .and_then(Value::as_str);
-    let selector = service
+/// A Service's `spec.selector`, so the Rollouts naming it can be checked against it.
+fn service_selector(service: &Value) -> BTreeMap<String, String> {
+    service
         .pointer("/spec/selector")
         .and_then(Value::as_object)
         .map(|labels| {
@@ -466,49 +560,21 @@ fn add_service(services: &mut ServiceCatalog, service: &Value) {
                 .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
                 .collect()
         })
-        .unwrap_or_default();
-    services.add_service(namespace, name, selector);
-}
-
-fn add_to_catalog(catalog: &mut TemplateCatalog, document: &LoadedDocument) {
-    let name = &document.reference.name;
-    match document.reference.kind.as_str() {
-        "AnalysisTemplate" => {
-            if let Ok(template) = serde_json::from_value::<AnalysisTemplate>(document.value.clone())
-            {
-                catalog.add_analysis_template(
-                    template.metadata.namespace.as_deref(),
-                    name,
-                    template.spec,
-                );
-            }
-        }
-        "ClusterAnalysisTemplate" => {
-            if let Ok(template) =
-                serde_json::from_value::<ClusterAnalysisTemplate>(document.value.clone())
-            {
-                catalog.add_cluster_analysis_template(name, template.spec.0);
-            }
-        }
-        _ => {}
-    }
+        .unwrap_or_default()
 }
 
 /// Every problem of one document: shape, unknown fields, semantic rules, unimplemented
 /// features and references.
-fn check_document(
-    document: &LoadedDocument,
-    catalog: &TemplateCatalog,
-    context: &NamedObjects,
-) -> Vec<Problem> {
+fn check_document(document: &LoadedDocument, catalogs: &Catalogs) -> Vec<Problem> {
+    let catalog = &catalogs.templates;
     let kind = document.reference.kind.as_str();
     let mut problems = document.notes.clone();
     problems.extend(match kind {
         "Rollout" => typed::<Rollout>(&document.value, |rollout| {
             let mut found = validation::validate_rollout(rollout);
             found.extend(validation::check_references(rollout, catalog));
-            found.extend(validation::check_services(rollout, &context.services));
-            found.extend(validation::check_router_objects(rollout, &context.routers));
+            found.extend(validation::check_services(rollout, &catalogs.services));
+            found.extend(validation::check_router_objects(rollout, &catalogs.routers));
             found
         }),
         "AnalysisTemplate" => typed::<AnalysisTemplate>(&document.value, |template| {

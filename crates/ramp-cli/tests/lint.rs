@@ -356,3 +356,19 @@ fn router_objects_among_the_inputs_are_checked() {
     );
     assert_eq!(outcome.code, Some(1));
 }
+
+/// Cases from upstream's e2e manifests that upstream runs green, as our own fixtures: a
+/// TLS-only VirtualService under a Rollout that also names an HTTP route, an analysis argument
+/// from a label the Rollout does not carry (a warning: it reads as an empty string), and two
+/// files that reuse the names of a VirtualService, Services and an AnalysisTemplate for
+/// different objects (each Rollout is checked against the objects of its own file).
+#[test]
+fn upstream_e2e_cases_lint_clean() {
+    let dir = fixtures().join("upstream-e2e");
+    let outcome = lint_in(&dir, &["-f", "."]);
+    assert_eq!(
+        outcome.stdout,
+        "warning: ./label-argument.yaml: Rollout default/orders: spec.strategy.canary.steps[1].analysis.args[0].valueFrom.fieldRef.fieldPath: \"metadata.labels['release']\" refers to the label \"release\", which the rollout does not have: the argument is an empty string until it does\n"
+    );
+    assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
+}

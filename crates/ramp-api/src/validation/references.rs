@@ -46,8 +46,10 @@ impl TemplateCatalog {
         self.namespaced.insert(namespace, name, spec);
     }
 
+    /// Adds a ClusterAnalysisTemplate; when two share a name the first one added counts, as
+    /// for AnalysisTemplates.
     pub fn add_cluster_analysis_template(&mut self, name: &str, spec: AnalysisTemplateSpec) {
-        self.cluster.insert(name.to_owned(), spec);
+        self.cluster.entry(name.to_owned()).or_insert(spec);
     }
 
     pub fn is_empty(&self) -> bool {
