@@ -6,7 +6,7 @@
 mod canary_support;
 mod ops_support;
 
-use canary_support::{Cluster, eventually, rollout_manifest};
+use canary_support::{Cluster, eventually, ns, rollout_manifest};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -15,14 +15,15 @@ use kube::api::{Api, ListParams, PostParams};
 use ramp_controller::ops::RunError;
 use ramp_controller::ops::health::Role;
 use ramp_controller::ops::leader::{Attempt, LeaderElector, LeaseConfig};
-use ramp_sim::{Sim, SimConfig};
+use ramp_sim::SimConfig;
+use ramp_sim::tier::TestCluster;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 use ops_support::{RunningController, controller_lease, short_lease};
 
 async fn lease(client: &kube::Client) -> Lease {
-    Api::<Lease>::namespaced(client.clone(), "default")
+    Api::<Lease>::namespaced(client.clone(), ns())
         .get(&LeaseConfig::lease_name(None))
         .await
         .expect("lease readable")
@@ -46,7 +47,7 @@ fn transitions(lease: &Lease) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_contenders_exactly_one_leads_and_keeps_the_lease_while_renewing() {
-    let sim = Sim::start(SimConfig::api_only()).await.unwrap();
+    let sim = TestCluster::start(SimConfig::api_only(), []).await.unwrap();
     let mut a = LeaderElector::new(sim.client(), short_lease("a")).unwrap();
     let mut b = LeaderElector::new(sim.client(), short_lease("b")).unwrap();
 
@@ -92,7 +93,7 @@ async fn of_two_contenders_exactly_one_leads_and_keeps_the_lease_while_renewing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_leader_is_replaced_once_its_lease_expires() {
-    let sim = Sim::start(SimConfig::api_only()).await.unwrap();
+    let sim = TestCluster::start(SimConfig::api_only(), []).await.unwrap();
     let mut a = LeaderElector::new(sim.client(), short_lease("a")).unwrap();
     let mut b = LeaderElector::new(sim.client(), short_lease("b")).unwrap();
     assert_eq!(a.try_acquire_or_renew().await.unwrap(), Attempt::Held);
@@ -140,7 +141,7 @@ async fn a_crashed_leader_is_replaced_once_its_lease_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_lease_is_taken_over_at_once() {
-    let sim = Sim::start(SimConfig::api_only()).await.unwrap();
+    let sim = TestCluster::start(SimConfig::api_only(), []).await.unwrap();
     let mut a = LeaderElector::new(sim.client(), short_lease("a")).unwrap();
     let mut b = LeaderElector::new(sim.client(), short_lease("b")).unwrap();
     assert_eq!(a.try_acquire_or_renew().await.unwrap(), Attempt::Held);
@@ -182,7 +183,7 @@ async fn a_leader_whose_lease_is_taken_stops_its_controllers_at_once() {
     .await;
 
     // Someone else (an Argo Rollouts controller mid-migration, say) now holds the lease.
-    let api = Api::<Lease>::namespaced(cluster.client.clone(), "default");
+    let api = Api::<Lease>::namespaced(cluster.client.clone(), ns());
     let mut taken = lease(&cluster.client).await;
     let spec = taken.spec.as_mut().unwrap();
     spec.holder_identity = Some("argo-rollouts-7d9c_1".to_owned());
@@ -270,7 +271,7 @@ async fn two_controllers_hand_a_canary_over_mid_rollout_with_never_two_writers()
     let template = done.spec.template.as_ref().unwrap();
     let image = &template.spec.as_ref().unwrap().containers[0].image;
     assert_eq!(image.as_deref(), Some("web:v2"));
-    let replica_sets = Api::<ReplicaSet>::namespaced(cluster.client.clone(), "default")
+    let replica_sets = Api::<ReplicaSet>::namespaced(cluster.client.clone(), ns())
         .list(&ListParams::default())
         .await
         .unwrap()
@@ -312,7 +313,7 @@ async fn two_controllers_hand_a_canary_over_mid_rollout_with_never_two_writers()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_in_a_missing_namespace_is_an_error_naming_the_lease() {
-    let sim = Sim::start(SimConfig::api_only()).await.unwrap();
+    let sim = TestCluster::start(SimConfig::api_only(), []).await.unwrap();
     let config = LeaseConfig {
         namespace: "argo-rollouts".to_owned(),
         ..short_lease("a")

@@ -9,7 +9,7 @@ mod ops_support;
 use axum::Json;
 use axum::Router;
 use axum::routing::get;
-use canary_support::{Cluster, eventually, rollout_manifest};
+use canary_support::{Cluster, eventually, ns, rollout_manifest};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -75,7 +75,7 @@ async fn metrics_describe_live_rollouts_and_runs_and_forget_deleted_ones() {
         })
         .await;
     let status = paused.status.clone().unwrap();
-    let web = r#"namespace="default",name="web""#;
+    let web = &format!(r#"namespace="{}",name="web""#, ns());
     let wanted = vec![
         r#"argo_rollouts_controller_info{version="test"} 1"#.to_owned(),
         format!(r#"rollout_info{{{web},strategy="canary",traffic_router="",phase="Paused"}} 1"#),
@@ -140,10 +140,10 @@ async fn metrics_describe_live_rollouts_and_runs_and_forget_deleted_ones() {
 
     // An analysis run, measured against a local endpoint.
     let url = metric_server().await;
-    let runs = Api::<AnalysisRun>::namespaced(cluster.client.clone(), "default");
+    let runs = Api::<AnalysisRun>::namespaced(cluster.client.clone(), ns());
     let run: AnalysisRun = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRun",
-        "metadata": {"name": "check", "namespace": "default"},
+        "metadata": {"name": "check", "namespace": ns()},
         "spec": {"metrics": [{
             "name": "probe",
             "successCondition": "result == 1",
@@ -152,7 +152,7 @@ async fn metrics_describe_live_rollouts_and_runs_and_forget_deleted_ones() {
     }))
     .unwrap();
     runs.create(&PostParams::default(), &run).await.unwrap();
-    let check = r#"namespace="default",name="check""#;
+    let check = &format!(r#"namespace="{}",name="check""#, ns());
     let probe = format!(r#"{check},metric="probe",type="Web""#);
     let wanted = vec![
         format!(r#"analysis_run_info{{{check},phase="Successful"}} 1"#),
@@ -247,7 +247,7 @@ async fn readiness_follows_standby_leadership_and_shutdown() {
     assert_eq!(status, 503);
     assert!(body.contains("shutting down"), "{body}");
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
-    let lease = Api::<Lease>::namespaced(cluster.client.clone(), "default")
+    let lease = Api::<Lease>::namespaced(cluster.client.clone(), ns())
         .get(&LeaseConfig::lease_name(None))
         .await
         .unwrap();

@@ -5,7 +5,7 @@
 mod canary_support;
 mod ops_support;
 
-use canary_support::{Cluster, rollout_manifest};
+use canary_support::{Cluster, ns, rollout_manifest};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use ramp_api::rollout::Rollout;
@@ -36,16 +36,18 @@ async fn status_of(cluster: &Cluster, namespace: &str, name: &str) -> Option<Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controllers_reconcile_only_their_namespace_and_instance() {
     let cluster = Cluster::start().await;
+    // Another namespace: on the real tier, one of this test's own, next to its namespace.
+    let elsewhere = &format!("{}-elsewhere", ns()).replace("default-", "");
     let namespace: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": "elsewhere"}})).unwrap();
+        serde_json::from_value(json!({"metadata": {"name": elsewhere}})).unwrap();
     Api::<Namespace>::all(cluster.client.clone())
         .create(&PostParams::default(), &namespace)
         .await
         .unwrap();
     for (name, namespace, instance) in [
-        ("plain", "default", None),
-        ("blue", "default", Some("blue")),
-        ("remote", "elsewhere", None),
+        ("plain", ns(), None),
+        ("blue", ns(), Some("blue")),
+        ("remote", elsewhere, None),
     ] {
         let rollout: Rollout = serde_json::from_value(manifest(name, namespace, instance)).unwrap();
         Api::<Rollout>::namespaced(cluster.client.clone(), namespace)
@@ -60,17 +62,20 @@ async fn controllers_reconcile_only_their_namespace_and_instance() {
         "namespaced",
         None,
         WatchScope {
-            namespace: Some("default".to_owned()),
+            namespace: Some(ns().to_owned()),
             instance_id: None,
         },
     );
     cluster.wait_healthy("plain", 30).await;
     // All three existed before the controller's first list: by the time `plain` is healthy,
     // the others were seen (or filtered out) too.
-    assert_eq!(status_of(&cluster, "default", "blue").await, None);
-    assert_eq!(status_of(&cluster, "elsewhere", "remote").await, None);
+    assert_eq!(status_of(&cluster, ns(), "blue").await, None);
+    assert_eq!(status_of(&cluster, elsewhere, "remote").await, None);
     let body = namespaced.metrics.render();
-    assert!(body.contains(r#"rollout_info{namespace="default",name="plain""#));
+    assert!(body.contains(&format!(
+        r#"rollout_info{{namespace="{}",name="plain""#,
+        ns()
+    )));
     assert!(!body.contains(r#"name="blue""#) && !body.contains(r#"name="remote""#));
 
     // Instance `blue`, every namespace.
@@ -84,7 +89,7 @@ async fn controllers_reconcile_only_their_namespace_and_instance() {
         },
     );
     cluster.wait_healthy("blue", 30).await;
-    assert_eq!(status_of(&cluster, "elsewhere", "remote").await, None);
+    assert_eq!(status_of(&cluster, elsewhere, "remote").await, None);
     let touched_by_blue: Vec<String> = blue
         .writes
         .controller_writes()
@@ -95,7 +100,7 @@ async fn controllers_reconcile_only_their_namespace_and_instance() {
     assert!(
         touched_by_blue
             .iter()
-            .all(|p| p.contains("/rollouts/blue") || p.contains("/namespaces/default/")),
+            .all(|p| p.contains("/rollouts/blue") || p.contains(&format!("/namespaces/{}/", ns()))),
         "{touched_by_blue:?}"
     );
     assert!(
@@ -105,11 +110,9 @@ async fn controllers_reconcile_only_their_namespace_and_instance() {
         "{touched_by_blue:?}"
     );
     assert!(
-        !namespaced
-            .writes
-            .controller_writes()
-            .iter()
-            .any(|w| w.path.contains("/rollouts/blue") || w.path.contains("/elsewhere/")),
+        !namespaced.writes.controller_writes().iter().any(
+            |w| w.path.contains("/rollouts/blue") || w.path.contains(&format!("/{elsewhere}/"))
+        ),
         "the namespaced default instance wrote to another instance's or namespace's objects"
     );
 }

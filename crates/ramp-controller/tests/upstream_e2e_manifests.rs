@@ -17,13 +17,13 @@ use ramp_controller::ops::{WatchScope, run_controllers};
 use ramp_controller::traffic::istio::{SplitDestinations, plan_virtual_service};
 use ramp_controller::traffic::{IstioApiVersion, ObjectName};
 use ramp_core::traffic::TrafficIntent;
-use ramp_sim::testing::{Background, eventually, eventually_object, istio_crd, start_with_crds};
-use ramp_sim::{SimConfig, SimHandle};
+use ramp_sim::SimConfig;
+use ramp_sim::testing::{Background, eventually, eventually_object, istio_crd};
+use ramp_sim::tier::{TestCluster, test_namespace};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const NAMESPACE: &str = "default";
 const VS: &str = "web-vsvc";
 const SNI_HOST: &str = "web.example.com";
 
@@ -31,7 +31,7 @@ const SNI_HOST: &str = "web.example.com";
 fn tls_only_virtual_service(stable: i64, canary: i64) -> Value {
     json!({
         "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-        "metadata": {"name": VS, "namespace": NAMESPACE},
+        "metadata": {"name": VS, "namespace": test_namespace()},
         "spec": {
             "hosts": [SNI_HOST],
             "tls": [{
@@ -78,7 +78,7 @@ fn http_route_names_are_ignored_for_a_virtual_service_without_http_routes() {
         canary_service: "web-canary",
         stable_service: "web-stable",
     };
-    let object = ObjectName::new("VirtualService", NAMESPACE, VS);
+    let object = ObjectName::new("VirtualService", test_namespace(), VS);
     let plan = plan_virtual_service(
         &vs,
         &object,
@@ -107,9 +107,10 @@ fn http_route_names_are_ignored_for_a_virtual_service_without_http_routes() {
     );
 }
 
-/// ramp-sim with Ramp's CRDs and Istio's, and the Rollout and AnalysisRun controllers.
+/// A cluster (ramp-sim, or the real tier's) with Ramp's CRDs and Istio's, and the Rollout and
+/// AnalysisRun controllers, watching only the test's namespace on the shared real cluster.
 struct Cluster {
-    _sim: SimHandle,
+    _sim: TestCluster,
     client: Client,
     _controllers: Background,
 }
@@ -124,9 +125,10 @@ impl Cluster {
             traffic_enabled: false,
             ..SimConfig::default()
         };
-        let sim = start_with_crds(config, crds)
+        let sim = TestCluster::start(config, crds)
             .await
-            .expect("sim starts with the CRDs");
+            .expect("cluster starts with the CRDs");
+        let namespace = sim.is_real().then(|| test_namespace().to_owned());
         let client = sim.client();
         let rollouts = ControllerConfig {
             concurrency: 4,
@@ -135,12 +137,13 @@ impl Cluster {
             invalid_spec_recheck: Duration::from_secs(2),
             istio_version: IstioApiVersion::V1alpha3,
             scope: WatchScope {
-                namespace: None,
+                namespace: namespace.clone(),
                 instance_id: None,
             },
             ..ControllerConfig::default()
         };
         let runs = AnalysisRunConfig {
+            namespace,
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
             ..AnalysisRunConfig::default()
@@ -157,13 +160,13 @@ impl Cluster {
     }
 
     fn rollouts(&self) -> Api<Rollout> {
-        Api::namespaced(self.client.clone(), NAMESPACE)
+        Api::namespaced(self.client.clone(), test_namespace())
     }
 
     fn virtual_services(&self) -> Api<DynamicObject> {
         Api::namespaced_with(
             self.client.clone(),
-            NAMESPACE,
+            test_namespace(),
             &IstioApiVersion::V1alpha3.virtual_service_resource(),
         )
     }
@@ -180,14 +183,16 @@ impl Cluster {
     }
 
     async fn create_services(&self) {
-        let api =
-            Api::<k8s_openapi::api::core::v1::Service>::namespaced(self.client.clone(), NAMESPACE);
+        let api = Api::<k8s_openapi::api::core::v1::Service>::namespaced(
+            self.client.clone(),
+            test_namespace(),
+        );
         for name in ["web-stable", "web-canary"] {
             self.create(
                 &api,
                 json!({
                     "apiVersion": "v1", "kind": "Service",
-                    "metadata": {"name": name, "namespace": NAMESPACE},
+                    "metadata": {"name": name, "namespace": test_namespace()},
                     "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080, "name": "http"}]}
                 }),
             )
@@ -270,7 +275,10 @@ async fn a_tls_only_virtual_service_under_a_rollout_naming_an_http_route_walks_e
     cluster
         .create(
             &cluster.rollouts(),
-            rollout(json!({"name": "web", "namespace": NAMESPACE}), canary),
+            rollout(
+                json!({"name": "web", "namespace": test_namespace()}),
+                canary,
+            ),
         )
         .await;
     let v1 = cluster.wait_healthy("v1 Healthy").await;
@@ -354,13 +362,13 @@ async fn an_argument_from_a_label_the_rollout_lacks_is_empty_and_the_analysis_ru
     let requests = Requests::default();
     let url = recording_endpoint(requests.clone()).await;
     let cluster = Cluster::start().await;
-    let templates = Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), NAMESPACE);
+    let templates = Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), test_namespace());
     cluster
         .create(
             &templates,
             json!({
                 "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
-                "metadata": {"name": "check", "namespace": NAMESPACE},
+                "metadata": {"name": "check", "namespace": test_namespace()},
                 "spec": {
                     "args": [{"name": "url"}, {"name": "rev", "value": "notset"}],
                     "metrics": [{
@@ -387,12 +395,15 @@ async fn an_argument_from_a_label_the_rollout_lacks_is_empty_and_the_analysis_ru
     cluster
         .create(
             &cluster.rollouts(),
-            rollout(json!({"name": "web", "namespace": NAMESPACE}), canary),
+            rollout(
+                json!({"name": "web", "namespace": test_namespace()}),
+                canary,
+            ),
         )
         .await;
     cluster.wait_healthy("v1 Healthy").await;
 
-    let runs = Api::<AnalysisRun>::namespaced(cluster.client.clone(), NAMESPACE);
+    let runs = Api::<AnalysisRun>::namespaced(cluster.client.clone(), test_namespace());
     let rev_of = |run: &AnalysisRun| {
         run.spec
             .args
