@@ -294,6 +294,33 @@ fn crd_err(field: &str, message: impl Into<String>) -> CrdError {
     }
 }
 
+/// The real server's rule for the root `metadata` of a CRD schema: the API server owns it, so
+/// a schema may only say it is an object and constrain `name` and `generateName`; anything
+/// else (a description included) refuses the CRD.
+fn check_root_metadata(schema: &Value, version: usize) -> Result<(), CrdError> {
+    let Some(metadata) = schema
+        .pointer("/properties/metadata")
+        .and_then(Value::as_object)
+    else {
+        return Ok(());
+    };
+    let allowed = metadata.iter().all(|(key, value)| match key.as_str() {
+        "type" => value == "object",
+        "properties" => value
+            .as_object()
+            .is_some_and(|p| p.keys().all(|k| k == "name" || k == "generateName")),
+        _ => false,
+    });
+    if allowed {
+        return Ok(());
+    }
+    Err(crd_err(
+        &format!("spec.versions[{version}].schema.openAPIV3Schema.properties[metadata]"),
+        "Forbidden: must not specify anything other than name and generateName, but metadata is \
+         implicitly specified",
+    ))
+}
+
 /// Reads a `CustomResourceDefinition` object into the resource it serves.
 pub fn crd_to_def(crd: &Value) -> Result<ResourceDef, CrdError> {
     let str_at = |ptr: &str| crd.pointer(ptr).and_then(Value::as_str);
@@ -394,6 +421,9 @@ pub fn crd_to_def(crd: &Value) -> Result<ResourceDef, CrdError> {
             })
             .unwrap_or_default();
         let schema = v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new);
+        if let Some(schema) = &schema {
+            check_root_metadata(schema, i)?;
+        }
         let compiled = match &schema {
             Some(s) => Some(Arc::new(
                 CompiledSchema::new(KindKey::new(group, kind), s).map_err(|e| {
