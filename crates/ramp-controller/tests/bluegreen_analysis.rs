@@ -147,16 +147,7 @@ async fn runbook_flow_preview_checks_manual_promote_switch_verification_then_blu
         .find(|d| d["metadata"]["name"] == "success-rate")
         .unwrap();
     template["metadata"]["namespace"] = json!(ns());
-    // The examples' queries default to the `default` namespace; the test's may be another.
-    for arg in template["spec"]["args"]
-        .as_array_mut()
-        .into_iter()
-        .flatten()
-    {
-        if arg["name"] == "namespace" {
-            arg["value"] = json!(ns());
-        }
-    }
+    query_test_namespace(&mut template);
     json_patch::merge(
         &mut template["spec"]["metrics"][0],
         &json!({"interval": "1s", "count": 2, "initialDelay": "3s"}),

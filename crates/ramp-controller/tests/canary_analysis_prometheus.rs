@@ -44,16 +44,7 @@ fn example_template(name: &str, metric: Value) -> Value {
         .find(|d| d["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("template {name} in the examples"));
     template["metadata"]["namespace"] = json!(ns());
-    // The examples' queries default to the `default` namespace; the test's may be another.
-    for arg in template["spec"]["args"]
-        .as_array_mut()
-        .into_iter()
-        .flatten()
-    {
-        if arg["name"] == "namespace" {
-            arg["value"] = json!(ns());
-        }
-    }
+    query_test_namespace(&mut template);
     let first = &mut template["spec"]["metrics"][0];
     first["interval"] = json!("1s");
     first["initialDelay"] = json!(INITIAL_DELAY);

@@ -112,17 +112,9 @@ impl WriteLog<'_> {
         }
     }
 
-    /// Successful writes to a resource, by plural name or `plural/subresource`.
+    /// Successful writes to a resource: see [`LoggedRequest::is_write_to`].
     pub fn writes_to(&self, resource: &str) -> Vec<LoggedRequest> {
-        let (plural, sub) = match resource.split_once('/') {
-            Some((p, s)) => (p, Some(s)),
-            None => (resource, None),
-        };
-        self.filter(|e| {
-            e.succeeded()
-                && e.resource == plural
-                && sub.is_none_or(|s| e.subresource.as_deref() == Some(s))
-        })
+        self.filter(|e| e.is_write_to(resource))
     }
 
     /// Successful writes to one object (any subresource).
@@ -132,12 +124,7 @@ impl WriteLog<'_> {
         namespace: Option<&str>,
         name: &str,
     ) -> Vec<LoggedRequest> {
-        self.filter(|e| {
-            e.succeeded()
-                && e.resource == resource
-                && e.namespace.as_deref() == namespace
-                && e.name.as_deref() == Some(name)
-        })
+        self.filter(|e| e.is_write_to_object(resource, namespace, name))
     }
 }
 

@@ -295,6 +295,20 @@ pub fn rollout_manifest(name: &str, replicas: i32, canary: Value) -> Value {
     })
 }
 
+/// Points an example AnalysisTemplate's `namespace` argument (the examples default it to
+/// `default`) at the test's namespace, which is another one on the real tier.
+pub fn query_test_namespace(template: &mut Value) {
+    for arg in template["spec"]["args"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if arg["name"] == "namespace" {
+            arg["value"] = json!(ns());
+        }
+    }
+}
+
 /// Successful writes since `checkpoint`, excluding the simulators' own (pods, statuses of
 /// ReplicaSets, events, leases) and, on the real tier, those of kube-controller-manager's
 /// other controllers (EndpointSlices, the namespace's ServiceAccount and CA ConfigMap).

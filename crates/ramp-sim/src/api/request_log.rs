@@ -49,6 +49,26 @@ impl LoggedRequest {
     pub fn succeeded(&self) -> bool {
         (200..300).contains(&self.code)
     }
+
+    /// A successful write to a resource, by plural name (`rollouts`) or `plural/subresource`
+    /// (`rollouts/status`, which then matches only that subresource).
+    pub fn is_write_to(&self, resource: &str) -> bool {
+        let (plural, sub) = match resource.split_once('/') {
+            Some((p, s)) => (p, Some(s)),
+            None => (resource, None),
+        };
+        self.succeeded()
+            && self.resource == plural
+            && sub.is_none_or(|s| self.subresource.as_deref() == Some(s))
+    }
+
+    /// A successful write to one object (any subresource).
+    pub fn is_write_to_object(&self, resource: &str, namespace: Option<&str>, name: &str) -> bool {
+        self.succeeded()
+            && self.resource == resource
+            && self.namespace.as_deref() == namespace
+            && self.name.as_deref() == Some(name)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -154,18 +174,9 @@ impl RequestLog {
             .collect()
     }
 
-    /// Successful writes to a resource, by plural name (`rollouts`) or `plural/subresource`
-    /// (`rollouts/status`, which then matches only that subresource).
+    /// Successful writes to a resource: see [`LoggedRequest::is_write_to`].
     pub fn writes_to(&self, resource: &str) -> Vec<LoggedRequest> {
-        let (plural, sub) = match resource.split_once('/') {
-            Some((p, s)) => (p, Some(s)),
-            None => (resource, None),
-        };
-        self.filter(|e| {
-            e.succeeded()
-                && e.resource == plural
-                && sub.is_none_or(|s| e.subresource.as_deref() == Some(s))
-        })
+        self.filter(|e| e.is_write_to(resource))
     }
 
     /// Successful writes to one object (any subresource).
@@ -175,12 +186,7 @@ impl RequestLog {
         namespace: Option<&str>,
         name: &str,
     ) -> Vec<LoggedRequest> {
-        self.filter(|e| {
-            e.succeeded()
-                && e.resource == resource
-                && e.namespace.as_deref() == namespace
-                && e.name.as_deref() == Some(name)
-        })
+        self.filter(|e| e.is_write_to_object(resource, namespace, name))
     }
 
     /// Like [`RequestLog::since`], once every request that had arrived when it was called has
