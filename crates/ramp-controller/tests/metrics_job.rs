@@ -7,7 +7,7 @@ mod metrics_job {
 
     use k8s_openapi::api::batch::v1::{Job, JobSpec};
     use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use k8s_openapi::jiff::Timestamp;
     use kube::api::PostParams;
     use kube::{Api, Client, ResourceExt};
@@ -21,12 +21,16 @@ mod metrics_job {
     use ramp_controller::metrics::{ProviderConfig, Providers};
     use ramp_core::analysis::args::ResolvedArgs;
     use ramp_core::analysis::run::MeasurementTask;
-    use ramp_sim::{Sim, SimConfig, SimHandle};
+    use ramp_sim::SimConfig;
+    use ramp_sim::tier::{TestCluster, test_namespace};
     use std::collections::BTreeMap;
     use std::future::Future;
     use std::time::{Duration, Instant};
 
-    const NS: &str = "default";
+    /// `default` on ramp-sim, the test's own on the real tier.
+    fn ns() -> &'static str {
+        test_namespace()
+    }
 
     async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
     where
@@ -43,20 +47,16 @@ mod metrics_job {
         }
     }
 
-    async fn start() -> (SimHandle, Client) {
+    async fn start() -> (TestCluster, Client) {
         let config = SimConfig {
             traffic_enabled: false,
             ..SimConfig::default()
         };
-        let sim = Sim::start(config).await.expect("sim starts");
+        let sim = TestCluster::start(config, ramp_api::crd::all())
+            .await
+            .expect("cluster starts with the CRDs");
         let client = sim.client();
-        let crds = Api::<CustomResourceDefinition>::all(client.clone());
-        for crd in ramp_api::crd::all() {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("CRD created");
-        }
-        let runs = Api::<AnalysisRun>::namespaced(client.clone(), NS);
+        let runs = Api::<AnalysisRun>::namespaced(client.clone(), ns());
         eventually("AnalysisRuns served", || {
             let runs = runs.clone();
             async move { runs.list(&Default::default()).await.ok().map(|_| ()) }
@@ -72,14 +72,23 @@ mod metrics_job {
                 job: Some(JobMetric {
                     metadata: Some(JobMetricMetadata {
                         labels: Some(BTreeMap::from([("team".into(), "web".into())])),
-                        annotations: Some(BTreeMap::from([
-                            ("sim.ramp.dev/job-result".into(), result.into()),
-                            ("sim.ramp.dev/job-duration".into(), "200ms".into()),
-                        ])),
+                        annotations: Some(BTreeMap::from([(
+                            "team.example.com/owner".into(),
+                            "web".into(),
+                        )])),
                     }),
                     spec: JobSpec {
                         backoff_limit: Some(0),
                         template: PodTemplateSpec {
+                            // The pods, not the Job, say how they end: the Job controller
+                            // copies only the template's annotations onto them.
+                            metadata: Some(ObjectMeta {
+                                annotations: Some(BTreeMap::from([
+                                    ("sim.ramp.dev/job-result".into(), result.into()),
+                                    ("sim.ramp.dev/job-duration".into(), "200ms".into()),
+                                ])),
+                                ..Default::default()
+                            }),
                             spec: Some(PodSpec {
                                 restart_policy: Some("Never".into()),
                                 containers: vec![Container {
@@ -90,7 +99,6 @@ mod metrics_job {
                                 }],
                                 ..Default::default()
                             }),
-                            ..Default::default()
                         },
                         ..Default::default()
                     },
@@ -109,7 +117,7 @@ mod metrics_job {
                 ..Default::default()
             },
         );
-        Api::<AnalysisRun>::namespaced(client.clone(), NS)
+        Api::<AnalysisRun>::namespaced(client.clone(), ns())
             .create(&PostParams::default(), &run)
             .await
             .expect("run created")
@@ -180,7 +188,7 @@ mod metrics_job {
             .cloned()
             .expect("measurement names its job");
         assert_eq!(job_name, format!("{uid}.smoke.1"));
-        let job = Api::<Job>::namespaced(client.clone(), NS)
+        let job = Api::<Job>::namespaced(client.clone(), ns())
             .get(&job_name)
             .await
             .expect("job exists");
@@ -256,7 +264,7 @@ mod metrics_job {
             .provider
             .job
             .as_mut()
-            .and_then(|j| j.metadata.as_mut())
+            .and_then(|j| j.spec.template.metadata.as_mut())
             .and_then(|m| m.annotations.as_mut())
         {
             annotations.insert("sim.ramp.dev/job-duration".into(), "1h".into());
@@ -281,7 +289,7 @@ mod metrics_job {
             .and_then(|m| m.get(JOB_NAME_METADATA))
             .cloned()
             .expect("job named");
-        let jobs = Api::<Job>::namespaced(client.clone(), NS);
+        let jobs = Api::<Job>::namespaced(client.clone(), ns());
         assert!(jobs.get_opt(&job_name).await.expect("get").is_some());
         let ended = providers
             .run_task(
@@ -333,7 +341,7 @@ mod metrics_job {
             )
             .await
             .expect("collected");
-        let jobs = Api::<Job>::namespaced(client, NS);
+        let jobs = Api::<Job>::namespaced(client, ns());
         eventually("the trimmed measurement's job is deleted", || {
             let jobs = jobs.clone();
             let name = job_name.clone();

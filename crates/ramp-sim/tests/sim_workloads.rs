@@ -421,10 +421,13 @@ async fn image_pull_failure_goes_from_err_image_pull_to_back_off() {
 fn job(name: &str, annotations: Value, backoff_limit: i32) -> Job {
     serde_json::from_value(json!({
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+        "metadata": {"name": name, "namespace": "default"},
         "spec": {
             "backoffLimit": backoff_limit,
-            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "check", "image": "example/check:1"}]}}
+            "template": {
+                "metadata": {"annotations": annotations},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "check", "image": "example/check:1"}]}
+            }
         }
     }))
     .expect("valid job")

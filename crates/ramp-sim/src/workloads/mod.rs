@@ -654,16 +654,9 @@ impl Simulator {
                 ("controller-uid".to_string(), uid.clone()),
                 ("job-name".to_string(), key.name.clone()),
             ]);
-            // The Job's own `sim.ramp.dev/*` annotations apply to its pods too, so a metric
-            // provider's Job can be steered without editing its pod template.
-            let annotations: BTreeMap<String, String> = job
-                .metadata
-                .annotations
-                .iter()
-                .flatten()
-                .filter(|(k, _)| k.starts_with("sim.ramp.dev/"))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            // As the real Job controller: a pod carries its template's annotations only, so a
+            // Job is steered by `sim.ramp.dev/*` on its pod template, on either tier.
+            let annotations = BTreeMap::new();
             let owner = replicaset::controller_ref("batch/v1", "Job", &job.metadata);
             let pod = replicaset::pod_from_template(
                 &key.namespace,
