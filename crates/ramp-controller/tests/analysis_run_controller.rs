@@ -18,13 +18,17 @@ mod analysis_run_controller {
     use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
     use ramp_api::analysis::{AnalysisPhase, AnalysisRun, Measurement};
     use ramp_controller::analysis_run::{self, AnalysisRunConfig};
-    use ramp_sim::testing::{Background, eventually, eventually_object, start_with_crds};
-    use ramp_sim::{LoggedRequest, SimConfig, SimHandle, Verb};
+    use ramp_sim::testing::{Background, eventually, eventually_object};
+    use ramp_sim::tier::{TestCluster, test_namespace};
+    use ramp_sim::{LoggedRequest, SimConfig, Verb};
     use serde_json::{Value, json};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    const NS: &str = "default";
+    /// `default` on ramp-sim, the test's own on the real tier.
+    fn ns() -> &'static str {
+        test_namespace()
+    }
     const SECRET_TOKEN: &str = "tok-8f1c2e-secret";
 
     /// What the in-test metric endpoint answers: values in order (the last one repeats), or
@@ -64,9 +68,10 @@ mod analysis_run_controller {
         format!("http://{addr}/metric")
     }
 
-    /// A sim with Ramp's CRDs and the AnalysisRun controller running in-process.
+    /// A cluster (ramp-sim, or the real tier's) with Ramp's CRDs and the AnalysisRun
+    /// controller running in-process.
     struct Cluster {
-        sim: SimHandle,
+        sim: TestCluster,
         client: Client,
         controller: Option<Background>,
     }
@@ -78,12 +83,12 @@ mod analysis_run_controller {
                 traffic_enabled: false,
                 ..SimConfig::default()
             };
-            let sim = start_with_crds(config, ramp_api::crd::all())
+            let sim = TestCluster::start(config, ramp_api::crd::all())
                 .await
-                .expect("sim starts with the CRDs");
+                .expect("cluster starts with the CRDs");
             let client = sim.client();
             let runs = AnalysisRunConfig {
-                namespace: Some(NS.to_owned()),
+                namespace: Some(ns().to_owned()),
                 concurrency: 4,
                 ..AnalysisRunConfig::default()
             };
@@ -98,13 +103,13 @@ mod analysis_run_controller {
         }
 
         fn runs(&self) -> Api<AnalysisRun> {
-            Api::namespaced(self.client.clone(), NS)
+            Api::namespaced(self.client.clone(), ns())
         }
 
         async fn create_run(&self, name: &str, spec: Value) -> AnalysisRun {
             let run: AnalysisRun = serde_json::from_value(json!({
                 "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRun",
-                "metadata": {"name": name, "namespace": NS},
+                "metadata": {"name": name, "namespace": ns()},
                 "spec": spec,
             }))
             .expect("run manifest");
@@ -135,14 +140,14 @@ mod analysis_run_controller {
         fn status_writes(&self, name: &str) -> Vec<LoggedRequest> {
             self.sim
                 .request_log()
-                .writes_to_object("analysisruns", Some(NS), name)
+                .writes_to_object("analysisruns", Some(ns()), name)
                 .into_iter()
                 .filter(|w| w.verb != Verb::Create)
                 .collect()
         }
 
         async fn events_of(&self, name: &str) -> Vec<Event> {
-            Api::<Event>::namespaced(self.client.clone(), NS)
+            Api::<Event>::namespaced(self.client.clone(), ns())
                 .list(&ListParams::default())
                 .await
                 .expect("events listed")
@@ -419,11 +424,11 @@ mod analysis_run_controller {
     async fn secret_arguments_are_read_from_the_namespace_and_never_shown() {
         let cluster = Cluster::start(false).await;
         let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": "metric-creds", "namespace": NS},
+            "metadata": {"name": "metric-creds", "namespace": ns()},
             "stringData": {"token": SECRET_TOKEN},
         }))
         .unwrap();
-        Api::<Secret>::namespaced(cluster.client.clone(), NS)
+        Api::<Secret>::namespaced(cluster.client.clone(), ns())
             .create(&PostParams::default(), &secret)
             .await
             .expect("secret created");
@@ -563,7 +568,7 @@ mod analysis_run_controller {
         cluster
             .wait_phase("job-bad", AnalysisPhase::Failed, 20)
             .await;
-        let jobs = Api::<Job>::namespaced(cluster.client.clone(), NS)
+        let jobs = Api::<Job>::namespaced(cluster.client.clone(), ns())
             .list(&ListParams::default())
             .await
             .expect("jobs listed")
