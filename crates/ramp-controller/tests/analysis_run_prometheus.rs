@@ -16,12 +16,16 @@ mod analysis_run_prometheus {
     use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
     use ramp_api::analysis::{AnalysisPhase, AnalysisRun};
     use ramp_controller::analysis_run::{self, AnalysisRunConfig};
-    use ramp_sim::testing::{Background, eventually, istio_crd, start_with_crds};
-    use ramp_sim::{SimConfig, SimHandle};
+    use ramp_sim::SimConfig;
+    use ramp_sim::testing::{Background, eventually, istio_crd};
+    use ramp_sim::tier::{TestCluster, test_namespace};
     use serde_json::json;
     use std::time::Duration;
 
-    const NS: &str = "default";
+    /// `default` on ramp-sim, the test's own on the real tier.
+    fn ns() -> &'static str {
+        test_namespace()
+    }
     const TEMPLATES: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/analysis-templates.yaml"
@@ -92,7 +96,7 @@ mod analysis_run_prometheus {
 
     fn replica_set(hash: &str, error_rate: &str) -> ReplicaSet {
         serde_json::from_value(json!({
-            "metadata": {"name": format!("web-{hash}"), "namespace": NS},
+            "metadata": {"name": format!("web-{hash}"), "namespace": ns()},
             "spec": {
                 "replicas": 1,
                 "selector": {"matchLabels": {"app": "web", "rollouts-pod-template-hash": hash}},
@@ -110,7 +114,7 @@ mod analysis_run_prometheus {
 
     fn service(name: &str, hash: &str) -> Service {
         serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": NS},
+            "metadata": {"name": name, "namespace": ns()},
             "spec": {
                 "selector": {"app": "web", "rollouts-pod-template-hash": hash},
                 "ports": [{"port": 80}],
@@ -121,15 +125,15 @@ mod analysis_run_prometheus {
 
     /// Stable and canary versions behind a 50/50 VirtualService, with the canary answering
     /// `canary_error_rate` of its requests with 500.
-    async fn start_cluster(canary_error_rate: &str) -> (SimHandle, Client) {
+    async fn start_cluster(canary_error_rate: &str) -> (TestCluster, Client) {
         let mut crds = ramp_api::crd::all();
         crds.push(istio_crd("virtualservices", "VirtualService", &["v1beta1"]));
-        let sim = start_with_crds(SimConfig::default(), crds)
+        let sim = TestCluster::start(SimConfig::default(), crds)
             .await
-            .expect("sim starts with the CRDs");
+            .expect("cluster starts with the CRDs");
         let client = sim.client();
         let post = PostParams::default();
-        let services = Api::<Service>::namespaced(client.clone(), NS);
+        let services = Api::<Service>::namespaced(client.clone(), ns());
         services
             .create(&post, &service("web-stable", "aaa"))
             .await
@@ -138,7 +142,7 @@ mod analysis_run_prometheus {
             .create(&post, &service("web-canary", "bbb"))
             .await
             .unwrap();
-        let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), NS);
+        let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), ns());
         replica_sets
             .create(&post, &replica_set("aaa", "0"))
             .await
@@ -154,14 +158,14 @@ mod analysis_run_prometheus {
         ));
         let virtual_service: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
-            "metadata": {"name": "web", "namespace": NS},
+            "metadata": {"name": "web", "namespace": ns()},
             "spec": {"hosts": ["web"], "http": [{"route": [
                 {"destination": {"host": "web-stable"}, "weight": 50},
                 {"destination": {"host": "web-canary"}, "weight": 50},
             ]}]},
         }))
         .unwrap();
-        Api::<DynamicObject>::namespaced_with(client.clone(), NS, &resource)
+        Api::<DynamicObject>::namespaced_with(client.clone(), ns(), &resource)
             .create(&post, &virtual_service)
             .await
             .expect("VirtualService created");
@@ -183,6 +187,7 @@ mod analysis_run_prometheus {
             let value = match arg["name"].as_str().unwrap() {
                 "service-name" => "web-canary",
                 "prometheus-address" => prometheus,
+                "namespace" => ns(),
                 _ => continue,
             };
             arg["value"] = json!(value);
@@ -192,7 +197,7 @@ mod analysis_run_prometheus {
         metric["count"] = json!(3);
         serde_json::from_value(json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRun",
-            "metadata": {"name": "canary-success-rate", "namespace": NS},
+            "metadata": {"name": "canary-success-rate", "namespace": ns()},
             "spec": spec,
         }))
         .expect("run from the template")
@@ -219,13 +224,13 @@ mod analysis_run_prometheus {
         .await;
 
         let config = AnalysisRunConfig {
-            namespace: Some(NS.to_owned()),
+            namespace: Some(ns().to_owned()),
             ..AnalysisRunConfig::default()
         };
         let controller_client = client.clone();
         let controller =
             Background::spawn(|shutdown| analysis_run::run(controller_client, config, shutdown));
-        let runs = Api::<AnalysisRun>::namespaced(client.clone(), NS);
+        let runs = Api::<AnalysisRun>::namespaced(client.clone(), ns());
         runs.create(&PostParams::default(), &success_rate_run(prometheus.url()))
             .await
             .expect("run created");
