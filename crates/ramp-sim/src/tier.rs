@@ -198,7 +198,9 @@ impl TestCluster {
         }
     }
 
-    /// A kubeconfig for kubectl and `ramp controller` (the real tier's is cluster-admin).
+    /// A kubeconfig for kubectl, the plugin and `ramp controller`. On the real tier it is
+    /// cluster-admin and its context defaults to the test's namespace, so a command without
+    /// `-n` works there as it does in the sim's `default`.
     pub fn kubeconfig_path(&self) -> &Path {
         match self {
             TestCluster::Sim(sim) => sim.kubeconfig_path(),
@@ -248,7 +250,7 @@ impl RealCluster {
             );
         }
         let namespace = test_namespace().to_string();
-        let kubeconfig = dir.join("kubeconfig");
+        let kubeconfig = namespaced_kubeconfig(&dir, &namespace);
         let config = real_config(&kubeconfig, &namespace).await;
         let client = kube::Client::try_from(config.clone())
             .unwrap_or_else(|e| panic!("{REAL_CLUSTER_ENV}: cannot build a client: {e}"));
@@ -327,6 +329,34 @@ impl RealCluster {
             traffic,
         })
     }
+}
+
+/// A copy of the control plane's kubeconfig (`DIR/kubeconfig`) whose contexts default to
+/// `namespace`, written as `DIR/tests/<namespace>.kubeconfig` (JSON, which kubectl reads as
+/// YAML).
+///
+/// # Panics
+///
+/// When the kubeconfig cannot be read or the copy written: the tier is misconfigured.
+fn namespaced_kubeconfig(dir: &Path, namespace: &str) -> PathBuf {
+    let source = dir.join("kubeconfig");
+    let mut file = Kubeconfig::read_from(&source)
+        .unwrap_or_else(|e| panic!("{REAL_CLUSTER_ENV}: cannot read {}: {e}", source.display()));
+    for named in &mut file.contexts {
+        if let Some(context) = named.context.as_mut() {
+            context.namespace = Some(namespace.to_string());
+        }
+    }
+    let tests = dir.join("tests");
+    let path = tests.join(format!("{namespace}.kubeconfig"));
+    let written = std::fs::create_dir_all(&tests).and_then(|()| {
+        let json = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+        std::fs::write(&path, json)
+    });
+    if let Err(e) = written {
+        panic!("{REAL_CLUSTER_ENV}: cannot write {}: {e}", path.display());
+    }
+    path
 }
 
 /// The client configuration of the real control plane, defaulting to `namespace`.
