@@ -1,10 +1,13 @@
 //! A real kube-apiserver's audit log (JSON lines, one `audit.k8s.io/v1` Event each) read as the
 //! sim's request log: the writes to one namespace, in the order the server answered them, as
-//! [`LoggedRequest`]s, so that a test asserts the same sequence of writes on either tier.
+//! [`LoggedRequest`]s, so that a test asserts the same sequence of writes on either tier; and
+//! the requests the authorizer refused one user, as the sim's [`DeniedRequest`]s.
 //! Reads the file; knows nothing of the server that writes it.
-//! The audit policy `scripts/cluster up` writes logs every write but events.
+//! The audit policy `scripts/cluster up` writes logs every write but events, and the reads of
+//! service accounts outside kube-system (at Metadata level, so their denials show); reads never
+//! reach the request log.
 
-use crate::{LoggedRequest, Verb};
+use crate::{DeniedRequest, LoggedRequest, Verb};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -54,12 +57,8 @@ pub fn logged_request(event: &Value) -> Option<LoggedRequest> {
         .filter(|n| !n.is_empty())
         .or_else(|| event["responseObject"]["metadata"]["name"].as_str())
         .map(str::to_string);
-    let time = event["stageTimestamp"]
-        .as_str()
-        .and_then(parse_rfc3339)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
     Some(LoggedRequest {
-        time,
+        time: event_time(event),
         verb,
         group: object["apiGroup"].as_str().unwrap_or_default().to_string(),
         version: object["apiVersion"]
@@ -78,6 +77,70 @@ pub fn logged_request(event: &Value) -> Option<LoggedRequest> {
             .and_then(|c| u16::try_from(c).ok())
             .unwrap_or(0),
     })
+}
+
+/// The request an audit event records as refused by the authorizer, or `None`. The server marks
+/// its decision in the `authorization.k8s.io/decision` annotation; an event without one (a
+/// policy level below Metadata) counts when it was answered 403. A 403 from admission (a quota,
+/// a terminating namespace) is not a denial: its decision is `allow`. Verbs the sim does not
+/// model (`proxy`, `impersonate`, ...) are left out; a non-resource URL has an empty resource
+/// and its path as the name.
+pub fn denied_request(event: &Value) -> Option<DeniedRequest> {
+    let code = event["responseStatus"]["code"].as_u64();
+    let denied = match event["annotations"]["authorization.k8s.io/decision"].as_str() {
+        Some(decision) => decision == "forbid",
+        None => code == Some(403),
+    };
+    if !denied {
+        return None;
+    }
+    let verb = match event["verb"].as_str()? {
+        "get" => Verb::Get,
+        "list" => Verb::List,
+        "watch" => Verb::Watch,
+        "create" => Verb::Create,
+        "update" => Verb::Update,
+        "patch" | "apply" => Verb::Patch,
+        "delete" => Verb::Delete,
+        "deletecollection" => Verb::DeleteCollection,
+        _ => return None,
+    };
+    let object = &event["objectRef"];
+    let text = |value: &Value| value.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let name = if object.is_object() {
+        text(&object["name"])
+    } else {
+        let uri = event["requestURI"].as_str().unwrap_or_default();
+        Some(
+            uri.split_once('?')
+                .map_or(uri, |(path, _)| path)
+                .to_string(),
+        )
+    };
+    let message = text(&event["responseStatus"]["message"])
+        .or_else(|| text(&event["annotations"]["authorization.k8s.io/reason"]))
+        .unwrap_or_default();
+    Some(DeniedRequest {
+        time: event_time(event),
+        user: event["user"]["username"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        verb,
+        group: object["apiGroup"].as_str().unwrap_or_default().to_string(),
+        resource: object["resource"].as_str().unwrap_or_default().to_string(),
+        subresource: text(&object["subresource"]),
+        namespace: text(&object["namespace"]),
+        name,
+        message,
+    })
+}
+
+fn event_time(event: &Value) -> SystemTime {
+    event["stageTimestamp"]
+        .as_str()
+        .and_then(parse_rfc3339)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// `2026-12-07T17:31:21.123456Z` as a time; `None` for anything else.
@@ -101,45 +164,51 @@ fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
-#[derive(Debug, Default)]
-struct Read {
+/// What was kept of a live log so far.
+#[derive(Debug)]
+struct Read<T> {
     /// Bytes of the file consumed so far (whole lines only).
     offset: u64,
-    entries: Vec<LoggedRequest>,
+    kept: Vec<T>,
 }
 
-/// The writes to one namespace in a live audit log, read on demand. Clones share what was read.
-#[derive(Clone, Debug)]
-pub struct AuditLog {
+/// A live audit log read on demand from where it ended when followed: each request once (its
+/// `ResponseComplete` stage), kept when `keep` maps it to a `T`. Clones share what was read.
+#[derive(Debug)]
+struct Tail<T> {
     path: PathBuf,
-    namespace: String,
-    read: Arc<Mutex<Read>>,
+    read: Arc<Mutex<Read<T>>>,
 }
 
-impl AuditLog {
-    /// The log at `path`, from its current end on, keeping the writes to `namespace`: the
-    /// test's and the controller's, and the cluster's own (kube-controller-manager's,
-    /// the scheduler's, the fake kubelet's), as the sim logs its simulators' writes.
-    pub fn follow(path: &Path, namespace: &str) -> Self {
+impl<T> Clone for Tail<T> {
+    fn clone(&self) -> Self {
+        Tail {
+            path: self.path.clone(),
+            read: Arc::clone(&self.read),
+        }
+    }
+}
+
+impl<T: Clone> Tail<T> {
+    fn follow(path: &Path) -> Self {
         let offset = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        AuditLog {
+        Tail {
             path: path.to_path_buf(),
-            namespace: namespace.to_string(),
             read: Arc::new(Mutex::new(Read {
                 offset,
-                entries: Vec::new(),
+                kept: Vec::new(),
             })),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Read> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Read<T>> {
         self.read
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Reads whatever whole lines were appended since the last call; returns how many bytes.
-    fn catch_up(&self) -> u64 {
+    fn catch_up(&self, keep: impl Fn(&Value) -> Option<T>) -> u64 {
         let mut read = self.lock();
         let Ok(mut file) = std::fs::File::open(&self.path) else {
             return 0;
@@ -164,25 +233,70 @@ impl AuditLog {
             if event["stage"] != "ResponseComplete" {
                 continue;
             }
-            if let Some(entry) = logged_request(&event)
-                .filter(|e| e.namespace.as_deref() == Some(self.namespace.as_str()))
-            {
-                read.entries.push(entry);
+            if let Some(kept) = keep(&event) {
+                read.kept.push(kept);
             }
         }
         read.offset += consumed;
         consumed
     }
 
+    fn since(&self, n: usize) -> Vec<T> {
+        self.lock().kept.iter().skip(n).cloned().collect()
+    }
+
+    /// Catches up until the log has stopped growing for a moment (at most `within`): the
+    /// server writes an event as it answers, so an effect a client saw may be a moment ahead
+    /// of its line. Blocks the calling thread while it waits.
+    fn settle(&self, within: Duration, keep: impl Fn(&Value) -> Option<T>) {
+        let deadline = Instant::now() + within;
+        let mut quiet_since = Instant::now();
+        loop {
+            if self.catch_up(&keep) > 0 {
+                quiet_since = Instant::now();
+            }
+            let now = Instant::now();
+            if now.duration_since(quiet_since) >= Duration::from_millis(150) || now >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The writes to one namespace in a live audit log, read on demand. Clones share what was read.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    namespace: String,
+    tail: Tail<LoggedRequest>,
+}
+
+impl AuditLog {
+    /// The log at `path`, from its current end on, keeping the writes to `namespace`: the
+    /// test's and the controller's, and the cluster's own (kube-controller-manager's,
+    /// the scheduler's, the fake kubelet's), as the sim logs its simulators' writes.
+    pub fn follow(path: &Path, namespace: &str) -> Self {
+        AuditLog {
+            namespace: namespace.to_string(),
+            tail: Tail::follow(path),
+        }
+    }
+
+    fn catch_up(&self) -> u64 {
+        self.tail.catch_up(|event| {
+            logged_request(event)
+                .filter(|e| e.namespace.as_deref() == Some(self.namespace.as_str()))
+        })
+    }
+
     pub fn entries(&self) -> Vec<LoggedRequest> {
-        self.catch_up();
-        self.lock().entries.clone()
+        self.since(0)
     }
 
     /// How many writes were logged so far: a checkpoint for [`AuditLog::since`].
     pub fn len(&self) -> usize {
         self.catch_up();
-        self.lock().entries.len()
+        self.tail.lock().kept.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -196,25 +310,55 @@ impl AuditLog {
     /// Entries after the first `n`.
     pub fn since(&self, n: usize) -> Vec<LoggedRequest> {
         self.catch_up();
-        self.lock().entries.iter().skip(n).cloned().collect()
+        self.tail.since(n)
     }
 
     /// Like [`AuditLog::since`], once the log has stopped growing for a moment (at most
-    /// `within`): the server writes an event as it answers, so an effect a client saw may be a
-    /// moment ahead of its line. Blocks the calling thread while it waits.
+    /// `within`). Blocks the calling thread while it waits.
     pub fn since_settled(&self, n: usize, within: Duration) -> Vec<LoggedRequest> {
-        let deadline = Instant::now() + within;
-        let mut quiet_since = Instant::now();
-        loop {
-            if self.catch_up() > 0 {
-                quiet_since = Instant::now();
-            }
-            let now = Instant::now();
-            if now.duration_since(quiet_since) >= Duration::from_millis(150) || now >= deadline {
-                return self.since(n);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        self.tail.settle(within, |event| {
+            logged_request(event)
+                .filter(|e| e.namespace.as_deref() == Some(self.namespace.as_str()))
+        });
+        self.tail.since(n)
+    }
+}
+
+/// The requests the authorizer refused one user (any namespace, reads included), in a live
+/// audit log from where it ended when followed: what the sim's
+/// [`SimHandle::denied_requests`](crate::SimHandle::denied_requests) holds for that user.
+/// Clones share what was read.
+#[derive(Clone, Debug)]
+pub struct AuditDenials {
+    user: String,
+    tail: Tail<DeniedRequest>,
+}
+
+impl AuditDenials {
+    /// The log at `path`, from its current end on, keeping the denials of `user` (e.g.
+    /// `system:serviceaccount:<namespace>:<name>`).
+    pub fn follow(path: &Path, user: &str) -> Self {
+        AuditDenials {
+            user: user.to_string(),
+            tail: Tail::follow(path),
         }
+    }
+
+    fn keep(&self, event: &Value) -> Option<DeniedRequest> {
+        denied_request(event).filter(|d| d.user == self.user)
+    }
+
+    /// The denials logged so far.
+    pub fn entries(&self) -> Vec<DeniedRequest> {
+        self.tail.catch_up(|event| self.keep(event));
+        self.tail.since(0)
+    }
+
+    /// The denials, once the log has stopped growing for a moment (at most `within`). Blocks
+    /// the calling thread while it waits.
+    pub fn settled(&self, within: Duration) -> Vec<DeniedRequest> {
+        self.tail.settle(within, |event| self.keep(event));
+        self.tail.since(0)
     }
 }
 
@@ -266,6 +410,130 @@ mod tests {
         ));
         assert_eq!(apply.unwrap().patch_type.as_deref(), Some("apply"));
         assert!(logged_request(&event("get", "u", Value::Null)).is_none());
+    }
+
+    /// A request the RBAC authorizer refused, as the real server logs it at Metadata level.
+    fn forbidden(verb: &str, user: &str, object: Value) -> Value {
+        json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+            "stage": "ResponseComplete", "verb": verb,
+            "requestURI": "/api/v1/namespaces/t1/secrets?limit=500",
+            "user": {"username": user, "groups": ["system:serviceaccounts", "system:authenticated"]},
+            "objectRef": object,
+            "responseStatus": {"metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403,
+                               "message": "secrets is forbidden: User \"u\" cannot list resource \"secrets\" in API group \"\" in the namespace \"t1\""},
+            "annotations": {"authorization.k8s.io/decision": "forbid",
+                            "authorization.k8s.io/reason": ""},
+            "stageTimestamp": "2026-12-07T17:31:21.250000Z"
+        })
+    }
+
+    #[test]
+    fn reads_logged_at_metadata_level_are_not_request_log_entries() {
+        for verb in ["get", "list", "watch"] {
+            let mut read = forbidden(
+                verb,
+                "u",
+                json!({"resource": "secrets", "namespace": "t1", "apiVersion": "v1"}),
+            );
+            read["responseStatus"] = json!({"metadata": {}, "code": 200});
+            read["annotations"]["authorization.k8s.io/decision"] = json!("allow");
+            assert!(logged_request(&read).is_none(), "{verb}");
+            assert!(denied_request(&read).is_none(), "{verb}");
+        }
+    }
+
+    #[test]
+    fn a_forbidden_event_reads_as_the_sims_denial() {
+        let denial = denied_request(&forbidden(
+            "list",
+            "system:serviceaccount:t1:ramp",
+            json!({"resource": "secrets", "namespace": "t1", "apiVersion": "v1"}),
+        ))
+        .unwrap();
+        assert_eq!(denial.user, "system:serviceaccount:t1:ramp");
+        assert_eq!(denial.verb, Verb::List);
+        assert_eq!(
+            (denial.group.as_str(), denial.resource.as_str()),
+            ("", "secrets")
+        );
+        assert_eq!(denial.namespace.as_deref(), Some("t1"));
+        assert_eq!(denial.name, None);
+        assert!(
+            denial.message.starts_with("secrets is forbidden"),
+            "{}",
+            denial.message
+        );
+
+        let status = denied_request(&forbidden(
+            "patch",
+            "u",
+            json!({"resource": "rollouts", "subresource": "status", "namespace": "t1",
+                   "name": "web", "apiGroup": "argoproj.io", "apiVersion": "v1alpha1"}),
+        ))
+        .unwrap();
+        assert_eq!(status.verb, Verb::Patch);
+        assert_eq!(status.subresource.as_deref(), Some("status"));
+        assert_eq!(status.name.as_deref(), Some("web"));
+
+        // A non-resource URL names its path.
+        let mut discovery = forbidden("get", "u", Value::Null);
+        discovery.as_object_mut().unwrap().remove("objectRef");
+        discovery["requestURI"] = json!("/metrics?x=1");
+        let denial = denied_request(&discovery).unwrap();
+        assert_eq!(
+            (denial.resource.as_str(), denial.name.as_deref()),
+            ("", Some("/metrics"))
+        );
+    }
+
+    #[test]
+    fn a_403_from_admission_is_not_a_denial() {
+        let mut quota = forbidden(
+            "create",
+            "u",
+            json!({"resource": "pods", "namespace": "t1", "apiVersion": "v1"}),
+        );
+        quota["annotations"]["authorization.k8s.io/decision"] = json!("allow");
+        assert!(denied_request(&quota).is_none());
+        // Without the annotation (a level below Metadata), the status code decides.
+        quota.as_object_mut().unwrap().remove("annotations");
+        assert!(denied_request(&quota).is_some());
+    }
+
+    #[test]
+    fn denials_are_followed_for_one_user() {
+        let dir = std::env::temp_dir().join(format!("ramp-audit-denials-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.log");
+        let secrets = json!({"resource": "secrets", "namespace": "t1", "apiVersion": "v1"});
+        std::fs::write(
+            &path,
+            format!("{}\n", forbidden("list", "sa", secrets.clone())),
+        )
+        .unwrap();
+        let denials = AuditDenials::follow(&path, "sa");
+        assert!(
+            denials.entries().is_empty(),
+            "what was there before is not followed"
+        );
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for line in [
+            forbidden("get", "sa", secrets.clone()),
+            forbidden("get", "someone-else", secrets.clone()),
+            event("update", "sa", json!({})),
+            forbidden("delete", "sa", secrets),
+        ] {
+            text.push_str(&format!("{line}\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        let verbs: Vec<Verb> = denials
+            .settled(Duration::from_secs(2))
+            .iter()
+            .map(|d| d.verb)
+            .collect();
+        assert_eq!(verbs, [Verb::Get, Verb::Delete]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
