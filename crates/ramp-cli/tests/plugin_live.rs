@@ -1,9 +1,10 @@
-//! The real `kubectl-ramp` binary against ramp-sim with the Rollout and AnalysisRun controllers
-//! running in-process: a canary release through an Istio host split and an analysis step, an
-//! abort / retry / full promotion / undo cycle, a blue-green release, and `get --watch`
-//! following the controller. Each command's writes are compared with the upstream plugin's
-//! (§6) in the sim's request log, the controller's reaction is read back from the objects, and
-//! `get rollout` / `history` are snapshotted once the cluster has settled.
+//! The real `kubectl-ramp` binary against a cluster of either tier (ramp-sim, or the real
+//! control plane) with the Rollout and AnalysisRun controllers running in-process: a canary
+//! release through an Istio host split and an analysis step, an abort / retry / full promotion
+//! / undo cycle, a blue-green release, and `get --watch` following the controller. Each
+//! command's writes are compared with the upstream plugin's (§6) in the request log (the sim's,
+//! or the real server's audit log), the controller's reaction is read back from the objects,
+//! and `get rollout` / `history` are snapshotted once the cluster has settled.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod live_support;
@@ -39,7 +40,7 @@ async fn healthy_endpoint() -> String {
 async fn create_smoke_template(cluster: &LiveCluster) {
     let template: AnalysisTemplate = typed(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
-        "metadata": {"name": "smoke", "namespace": NS},
+        "metadata": {"name": "smoke", "namespace": ns()},
         "spec": {
             "args": [{"name": "url"}],
             "metrics": [{
@@ -53,7 +54,7 @@ async fn create_smoke_template(cluster: &LiveCluster) {
             }]
         }
     }));
-    Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), NS)
+    Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), ns())
         .create(&PostParams::default(), &template)
         .await
         .expect("template created");
@@ -65,7 +66,7 @@ async fn create_smoke_template(cluster: &LiveCluster) {
 fn canary_rollout(url: &str) -> Value {
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": NS},
+        "metadata": {"name": "web", "namespace": ns()},
         "spec": {
             "replicas": 3,
             "revisionHistoryLimit": 3,
@@ -170,7 +171,7 @@ async fn set_image(cluster: &LiveCluster, rollout: &str, container_image: &str, 
 async fn canary_release_with_an_analysis_step_under_the_live_controller() {
     let cluster = canary_cluster().await;
     let v1 = cluster.replica_set_of("web", "web:v1").await;
-    let start = cluster.sim.request_log().len();
+    let start = cluster.request_log().len();
 
     // set image starts the update; the controller sends 20 % to the canary and pauses.
     set_image(&cluster, "web", "web=web:v2", "web:v2").await;
@@ -184,21 +185,30 @@ async fn canary_release_with_an_analysis_step_under_the_live_controller() {
     insta::assert_snapshot!("live_canary_1_paused", cluster.get_tree("web").await);
 
     // promote clears the pause condition; the controller starts the analysis step's run.
-    let writes = cluster.command_writes(&["promote", "web"]).await;
+    let checkpoint = cluster.request_log().len();
+    let output = cluster.run(&["promote", "web"]).await;
+    assert!(
+        output.status.success(),
+        "promote failed: {}",
+        stderr(&output)
+    );
+    let promoted = cluster.request_log().len();
+    // `status` follows the release from here, printing each change, until Healthy. It starts
+    // before the promote's writes are read (that waits for the log to settle, which can take
+    // longer than the analysis and the timed pause after it on a loaded machine).
+    let following = {
+        let mut cmd = cluster.plugin(&["status", "web", "--timeout", "30s"]);
+        tokio::task::spawn_blocking(move || cmd.output().expect("the plugin runs"))
+    };
     assert_eq!(
-        writes,
+        cluster.plugin_writes(checkpoint, promoted),
         vec![merge_patch(
             "rollouts/status",
             json!({"status": {"pauseConditions": null}})
         )]
     );
-    // `status` follows the release from here, printing each change, until Healthy.
-    let following = {
-        let mut cmd = cluster.plugin(&["status", "web", "--timeout", "30s"]);
-        tokio::task::spawn_blocking(move || cmd.output().expect("the plugin runs"))
-    };
     let run_name = format!("web-{}-2-2", hash_of(&v2));
-    let runs: Api<AnalysisRun> = Api::namespaced(cluster.client.clone(), NS);
+    let runs: Api<AnalysisRun> = Api::namespaced(cluster.client.clone(), ns());
     let run = eventually("the analysis step's run succeeded", 20, || {
         let runs = runs.clone();
         let run_name = run_name.clone();
@@ -249,7 +259,6 @@ async fn canary_release_with_an_analysis_step_under_the_live_controller() {
     // The controller's reaction, in order: the run is created only after promote, and 60 %
     // waits for its verdict.
     let log: Vec<LoggedRequest> = cluster
-        .sim
         .request_log()
         .since_settled(start, std::time::Duration::from_secs(2))
         .into_iter()
@@ -318,7 +327,7 @@ async fn abort_retry_full_promotion_and_undo_under_the_live_controller() {
     assert_eq!(cluster.route_weights(VSVC).await, (80, 20));
 
     // abort: traffic goes back to stable at once and the rollout is Degraded.
-    let checkpoint = cluster.sim.request_log().len();
+    let checkpoint = cluster.request_log().len();
     let writes = cluster.command_writes(&["abort", "web"]).await;
     assert_eq!(
         writes,
@@ -357,7 +366,7 @@ async fn abort_retry_full_promotion_and_undo_under_the_live_controller() {
     );
 
     // retry: the update starts over from the first step.
-    let checkpoint = cluster.sim.request_log().len();
+    let checkpoint = cluster.request_log().len();
     let writes = cluster.command_writes(&["retry", "rollout", "web"]).await;
     assert_eq!(
         writes,
@@ -375,7 +384,7 @@ async fn abort_retry_full_promotion_and_undo_under_the_live_controller() {
     assert_eq!(cluster.route_weights(VSVC).await, (80, 20));
 
     // promote --full: straight to 100 %, skipping the analysis and the remaining steps.
-    let checkpoint = cluster.sim.request_log().len();
+    let checkpoint = cluster.request_log().len();
     let writes = cluster.command_writes(&["promote", "web", "--full"]).await;
     assert_eq!(
         writes,
@@ -392,7 +401,7 @@ async fn abort_retry_full_promotion_and_undo_under_the_live_controller() {
                 && status(r).current_pod_hash == Some(hash_of(&v2))
         })
         .await;
-    let runs: Api<AnalysisRun> = Api::namespaced(cluster.client.clone(), NS);
+    let runs: Api<AnalysisRun> = Api::namespaced(cluster.client.clone(), ns());
     assert!(
         runs.list(&Default::default())
             .await
@@ -415,7 +424,20 @@ async fn abort_retry_full_promotion_and_undo_under_the_live_controller() {
 
     // undo to revision 1: the template goes back to v1's and, within the rollback window,
     // the controller goes straight back to v1's ReplicaSet without the steps.
-    let checkpoint = cluster.sim.request_log().len();
+    // As upstream's, the template written is v1's ReplicaSet's as stored, its hash label
+    // removed: on the real tier with the fields the API server defaults in a ReplicaSet's pod
+    // template (ramp-sim defaults none), which the controller matches to v1's all the same.
+    let mut v1_template = serde_json::to_value(&v1.spec.template).unwrap();
+    v1_template["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("rollouts-pod-template-hash");
+    assert_eq!(v1_template["metadata"], json!({"labels": {"app": "web"}}));
+    assert_eq!(
+        v1_template["spec"]["containers"][0]["image"],
+        json!("web:v1")
+    );
+    let checkpoint = cluster.request_log().len();
     let writes = cluster
         .command_writes(&["undo", "web", "--to-revision", "1"])
         .await;
@@ -425,10 +447,7 @@ async fn abort_retry_full_promotion_and_undo_under_the_live_controller() {
             Verb::Patch,
             "rollouts".to_owned(),
             Some("json".to_owned()),
-            json!([{"op": "replace", "path": "/spec/template", "value": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "web:v1"}]}
-            }}])
+            json!([{"op": "replace", "path": "/spec/template", "value": v1_template}])
         )]
     );
     let rolled_back = cluster
@@ -446,7 +465,6 @@ async fn abort_retry_full_promotion_and_undo_under_the_live_controller() {
         "the steps were not skipped: {weights:?}"
     );
     let phases: Vec<String> = cluster
-        .sim
         .request_log()
         .since_settled(checkpoint, std::time::Duration::from_secs(2))
         .iter()
@@ -469,7 +487,7 @@ async fn abort_retry_full_promotion_and_undo_under_the_live_controller() {
             .is_empty(),
         "the rollback ran the analysis step"
     );
-    let events: Api<Event> = Api::namespaced(cluster.client.clone(), NS);
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), ns());
     let notes: Vec<String> = events
         .list(&Default::default())
         .await
@@ -508,7 +526,7 @@ const PREVIEW_SVC: &str = "shop-preview";
 fn blue_green_rollout() -> Value {
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "shop", "namespace": NS},
+        "metadata": {"name": "shop", "namespace": ns()},
         "spec": {
             "replicas": 2,
             "revisionHistoryLimit": 3,

@@ -1,7 +1,9 @@
-//! Shared by the `plugin_live` tests: ramp-sim with its workload simulation, Ramp's CRDs and
-//! Istio's, the Rollout and AnalysisRun controllers running in-process, the real `kubectl-ramp`
-//! binary run off the async runtime, deadline-bound waits, and the normalisation that makes
-//! its output comparable across runs (ages, hashes, pod suffixes, timestamps).
+//! Shared by the `plugin_live` tests: a cluster of either tier (ramp-sim with its workload
+//! simulation, or the real control plane when `RAMP_TEST_CLUSTER` names one) with Ramp's CRDs and
+//! Istio's, the Rollout and AnalysisRun controllers running in-process (watching only the test's
+//! namespace on the real tier, which other tests share), the real `kubectl-ramp` binary run off
+//! the async runtime, deadline-bound waits, and the normalisation that makes its output
+//! comparable across runs and tiers (ages, hashes, pod suffixes, timestamps, the namespace).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -11,10 +13,11 @@ use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use ramp_api::rollout::Rollout;
 use ramp_controller::analysis_run::AnalysisRunConfig;
 use ramp_controller::context::ControllerConfig;
-use ramp_controller::ops::run_controllers;
+use ramp_controller::ops::{WatchScope, run_controllers};
 use ramp_controller::traffic::IstioApiVersion;
-use ramp_sim::testing::{Background, eventually_object, istio_crd, start_with_crds};
-use ramp_sim::{LoggedRequest, SimConfig, SimHandle, Verb};
+use ramp_sim::testing::{Background, eventually_object, istio_crd};
+use ramp_sim::tier::{TestCluster, WriteLog, test_namespace};
+use ramp_sim::{LoggedRequest, SimConfig, Verb};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -24,7 +27,10 @@ use std::time::{Duration, Instant};
 
 pub use ramp_sim::testing::eventually;
 
-pub const NS: &str = "default";
+/// The namespace the test works in: `default` on ramp-sim, a fresh one on the real tier.
+pub fn ns() -> &'static str {
+    test_namespace()
+}
 
 /// `(verb, resource[/subresource], patch type, body)` of one write to rollouts.
 pub type RolloutWrite = (Verb, String, Option<String>, Value);
@@ -64,9 +70,10 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A sim whose ReplicaSets get pods that turn ready, with both controllers reconciling it.
+/// A cluster whose ReplicaSets get pods that turn ready, with both controllers reconciling it.
 pub struct LiveCluster {
-    pub sim: SimHandle,
+    /// ramp-sim, or the real control plane when `RAMP_TEST_CLUSTER` names one.
+    pub cluster: TestCluster,
     pub client: Client,
     controller: Option<Background>,
 }
@@ -83,12 +90,12 @@ impl LiveCluster {
             traffic_enabled: false,
             ..SimConfig::default()
         };
-        let sim = start_with_crds(config, crds)
+        let tier = TestCluster::start(config, crds)
             .await
-            .expect("sim starts with the CRDs");
-        let client = sim.client();
+            .expect("cluster starts with the CRDs");
+        let client = tier.client();
         let mut cluster = Self {
-            sim,
+            cluster: tier,
             client,
             controller: None,
         };
@@ -96,16 +103,23 @@ impl LiveCluster {
         cluster
     }
 
+    /// On the real tier the controllers watch only this test's namespace.
     fn start_controller(&mut self) {
+        let namespace = self.cluster.is_real().then(|| ns().to_owned());
         let rollouts = ControllerConfig {
             concurrency: 4,
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
             invalid_spec_recheck: Duration::from_secs(2),
             istio_version: IstioApiVersion::V1alpha3,
+            scope: WatchScope {
+                namespace: namespace.clone(),
+                instance_id: None,
+            },
             ..ControllerConfig::default()
         };
         let runs = AnalysisRunConfig {
+            namespace,
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
             ..AnalysisRunConfig::default()
@@ -122,8 +136,14 @@ impl LiveCluster {
         }
     }
 
+    /// On the real tier its context defaults to the test's namespace.
     pub fn kubeconfig(&self) -> String {
-        self.sim.kubeconfig_path().display().to_string()
+        self.cluster.kubeconfig_path().display().to_string()
+    }
+
+    /// The writes made in the test's namespace: the sim's request log or the real audit log.
+    pub fn request_log(&self) -> WriteLog<'_> {
+        self.cluster.request_log()
     }
 
     /// The plugin binary with this cluster's kubeconfig, plain text.
@@ -144,7 +164,7 @@ impl LiveCluster {
 
     /// Runs a command that must succeed; returns the writes to rollouts it made.
     pub async fn command_writes(&self, args: &[&str]) -> Vec<RolloutWrite> {
-        let checkpoint = self.sim.request_log().len();
+        let checkpoint = self.request_log().len();
         let output = self.run(args).await;
         assert!(
             output.status.success(),
@@ -152,15 +172,14 @@ impl LiveCluster {
             stdout(&output),
             stderr(&output)
         );
-        self.plugin_writes(checkpoint, self.sim.request_log().len())
+        self.plugin_writes(checkpoint, self.request_log().len())
     }
 
     /// Successful writes to rollouts in `[from, to)` of the log that are not the controller's
     /// own status writes. The controller's status patches always carry the generation they
     /// observed; none of the plugin's does.
     pub fn plugin_writes(&self, from: usize, to: usize) -> Vec<RolloutWrite> {
-        self.sim
-            .request_log()
+        self.request_log()
             .since_settled(from, std::time::Duration::from_secs(2))
             .into_iter()
             .take(to.saturating_sub(from))
@@ -171,11 +190,11 @@ impl LiveCluster {
     }
 
     pub async fn create_services(&self, names: &[&str], app: &str) {
-        let api = Api::<Service>::namespaced(self.client.clone(), NS);
+        let api = Api::<Service>::namespaced(self.client.clone(), ns());
         for name in names {
             let service: Service = typed(json!({
                 "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": name, "namespace": NS},
+                "metadata": {"name": name, "namespace": ns()},
                 "spec": {"selector": {"app": app},
                          "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP", "name": "http"}]}
             }));
@@ -186,7 +205,7 @@ impl LiveCluster {
     }
 
     pub async fn service_selector(&self, name: &str) -> Value {
-        let service = Api::<Service>::namespaced(self.client.clone(), NS)
+        let service = Api::<Service>::namespaced(self.client.clone(), ns())
             .get(name)
             .await
             .expect("service readable");
@@ -196,7 +215,7 @@ impl LiveCluster {
     pub fn virtual_services(&self) -> Api<DynamicObject> {
         Api::namespaced_with(
             self.client.clone(),
-            NS,
+            ns(),
             &IstioApiVersion::V1alpha3.virtual_service_resource(),
         )
     }
@@ -205,7 +224,7 @@ impl LiveCluster {
     pub async fn create_virtual_service(&self, name: &str, stable: &str, canary: &str) {
         let vs: DynamicObject = typed(json!({
             "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-            "metadata": {"name": name, "namespace": NS},
+            "metadata": {"name": name, "namespace": ns()},
             "spec": {"hosts": [name], "http": [{"name": "primary", "route": [
                 {"destination": {"host": stable}, "weight": 100},
                 {"destination": {"host": canary}, "weight": 0}
@@ -230,8 +249,7 @@ impl LiveCluster {
     /// Canary weights the controller wrote to VirtualService `name` since `checkpoint`, in
     /// order (JSON patches of the second destination of the first route).
     pub fn canary_weight_writes(&self, name: &str, checkpoint: usize) -> Vec<i64> {
-        self.sim
-            .request_log()
+        self.request_log()
             .since_settled(checkpoint, std::time::Duration::from_secs(2))
             .into_iter()
             .filter(|w| {
@@ -250,7 +268,7 @@ impl LiveCluster {
     }
 
     pub fn rollouts(&self) -> Api<Rollout> {
-        Api::namespaced(self.client.clone(), NS)
+        Api::namespaced(self.client.clone(), ns())
     }
 
     pub async fn create_rollout(&self, manifest: Value) {
@@ -265,7 +283,7 @@ impl LiveCluster {
     }
 
     pub async fn replica_sets(&self) -> Vec<ReplicaSet> {
-        Api::<ReplicaSet>::namespaced(self.client.clone(), NS)
+        Api::<ReplicaSet>::namespaced(self.client.clone(), ns())
             .list(&ListParams::default())
             .await
             .unwrap()
@@ -309,7 +327,7 @@ impl LiveCluster {
             let client = client.clone();
             let check = &check;
             async move {
-                let rollout = Api::<Rollout>::namespaced(client.clone(), NS)
+                let rollout = Api::<Rollout>::namespaced(client.clone(), ns())
                     .get(name)
                     .await
                     .ok()?;
@@ -320,12 +338,12 @@ impl LiveCluster {
                 if !observed || !check(&rollout) {
                     return None;
                 }
-                let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), NS)
+                let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), ns())
                     .list(&ListParams::default())
                     .await
                     .ok()?
                     .items;
-                let pods = Api::<Pod>::namespaced(client, NS)
+                let pods = Api::<Pod>::namespaced(client, ns())
                     .list(&ListParams::default())
                     .await
                     .ok()?
@@ -376,7 +394,8 @@ impl LiveCluster {
 
     /// Replaces what differs between runs in the plugin's output: each pod-template hash of
     /// the rollout's ReplicaSets by `<tag>` (its image's tag), pod name suffixes by `xxxxx`,
-    /// timestamps and ages; table columns are re-aligned afterwards.
+    /// timestamps and ages, the test's namespace in the `Namespace:` line (see
+    /// [`as_in_default`]); table columns are re-aligned afterwards.
     pub async fn normalise(&self, rollout: &str, text: &str) -> String {
         let hashes: Vec<(String, String)> = self
             .replica_sets()
@@ -394,8 +413,15 @@ impl LiveCluster {
                 Some((hash, format!("<{tag}>")))
             })
             .collect();
-        normalise_output(text, &hashes)
+        as_in_default(&normalise_output(text, &hashes))
     }
+}
+
+/// The `Namespace:` line of a `get rollout` as it reads in ramp-sim's `default`: on the real
+/// tier the test works in a namespace of its own, whose name changes every run.
+pub fn as_in_default(text: &str) -> String {
+    let from = format!("Namespace:       {}\n", ns());
+    text.replacen(&from, "Namespace:       default\n", 1)
 }
 
 fn is_controller_status_write(e: &LoggedRequest) -> bool {
