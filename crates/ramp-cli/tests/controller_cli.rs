@@ -1,14 +1,17 @@
-//! The real `ramp controller` binary against an in-process ramp-sim: it takes the leader lease,
-//! serves `/metrics` and `/readyz`, logs JSON, and on SIGTERM drains, releases the lease and
-//! exits 0; when another holder takes its lease it exits non-zero; bad timings are refused.
+//! The real `ramp controller` binary against a cluster of either tier (an in-process ramp-sim,
+//! or the real control plane, where it watches only the test's namespace and keeps its lease
+//! there): it takes the leader lease, serves `/metrics` and `/readyz`, logs JSON, and on SIGTERM
+//! drains, releases the lease and exits 0; when another holder takes its lease it exits
+//! non-zero; bad timings are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
-use ramp_sim::testing::{eventually, start_with_crds};
-use ramp_sim::{SimConfig, SimHandle};
+use ramp_sim::SimConfig;
+use ramp_sim::testing::eventually;
+use ramp_sim::tier::{TestCluster, test_namespace};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
@@ -17,10 +20,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LEASE: &str = "argo-rollouts-controller-lock";
 
-async fn sim_with_crds() -> SimHandle {
-    start_with_crds(SimConfig::api_only(), ramp_api::crd::all())
+async fn cluster_with_crds() -> TestCluster {
+    TestCluster::start(SimConfig::api_only(), ramp_api::crd::all())
         .await
         .unwrap()
+}
+
+/// The namespace the test works in (and the controller's lease is in): `default` on ramp-sim,
+/// a fresh one on the real tier.
+fn ns() -> &'static str {
+    test_namespace()
 }
 
 fn free_port() -> u16 {
@@ -39,8 +48,10 @@ struct Controller {
 }
 
 impl Controller {
-    /// Leader election with a 2 s lease, `renew_deadline` and a 0.2 s retry period.
-    fn start(sim: &SimHandle, renew_deadline: &str) -> Self {
+    /// Leader election with a 2 s lease, `renew_deadline` and a 0.2 s retry period. On the real
+    /// tier, which other tests share, it watches only the test's namespace (`--namespaced`: its
+    /// kubeconfig's context is that namespace).
+    fn start(cluster: &TestCluster, renew_deadline: &str) -> Self {
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let health = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = std::env::temp_dir().join(format!(
@@ -48,17 +59,22 @@ impl Controller {
             std::process::id(),
             metrics.port()
         ));
-        let child = Command::new(env!("CARGO_BIN_EXE_ramp"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ramp"));
+        command
             .arg("controller")
             .arg("--kubeconfig")
-            .arg(sim.kubeconfig_path())
+            .arg(cluster.kubeconfig_path());
+        if cluster.is_real() {
+            command.arg("--namespaced");
+        }
+        let child = command
             .args(["--metrics-addr", &metrics.to_string()])
             .args(["--health-addr", &health.to_string()])
             .args(["--leader-election-lease-duration", "2s"])
             .args(["--leader-election-renew-deadline", renew_deadline])
             .args(["--leader-election-retry-period", "200ms"])
             .args(["--log-format", "json"])
-            .env("POD_NAMESPACE", "default")
+            .env("POD_NAMESPACE", ns())
             .env("POD_NAME", "ctl-test")
             .env_remove("RUST_LOG")
             .stdout(std::fs::File::create(&log).unwrap())
@@ -127,8 +143,8 @@ async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-async fn lease(sim: &SimHandle) -> Option<Lease> {
-    Api::<Lease>::namespaced(sim.client(), "default")
+async fn lease(cluster: &TestCluster) -> Option<Lease> {
+    Api::<Lease>::namespaced(cluster.client(), ns())
         .get_opt(LEASE)
         .await
         .unwrap()
@@ -142,9 +158,9 @@ fn holder(lease: &Lease) -> String {
         .unwrap_or_default()
 }
 
-async fn wait_leading(sim: &SimHandle, controller: &Controller) -> Lease {
+async fn wait_leading(cluster: &TestCluster, controller: &Controller) -> Lease {
     let lease = eventually("the controller holds the lease", 20, || async move {
-        lease(sim)
+        lease(cluster)
             .await
             .filter(|l| holder(l).starts_with("ctl-test_"))
     })
@@ -161,9 +177,9 @@ async fn wait_leading(sim: &SimHandle, controller: &Controller) -> Lease {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_releases_the_lease_and_exits_zero() {
-    let sim = sim_with_crds().await;
-    let mut controller = Controller::start(&sim, "1s");
-    let acquired = wait_leading(&sim, &controller).await;
+    let cluster = cluster_with_crds().await;
+    let mut controller = Controller::start(&cluster, "1s");
+    let acquired = wait_leading(&cluster, &controller).await;
     assert_eq!(
         acquired.spec.as_ref().unwrap().lease_duration_seconds,
         Some(2)
@@ -190,7 +206,7 @@ async fn sigterm_drains_releases_the_lease_and_exits_zero() {
     controller.terminate();
     let status = controller.exit_status(20).await;
     assert!(status.success(), "exit status after SIGTERM: {status}");
-    let released = lease(&sim).await.unwrap();
+    let released = lease(&cluster).await.unwrap();
     assert_eq!(
         holder(&released),
         "",
@@ -226,28 +242,31 @@ async fn sigterm_drains_releases_the_lease_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_lease_stops_the_controller_with_a_failure() {
-    let sim = sim_with_crds().await;
-    let mut controller = Controller::start(&sim, "1s");
-    let mut taken = wait_leading(&sim, &controller).await;
+    let cluster = cluster_with_crds().await;
+    let mut controller = Controller::start(&cluster, "1s");
+    let mut taken = wait_leading(&cluster, &controller).await;
     let spec = taken.spec.as_mut().unwrap();
     spec.holder_identity = Some("argo-rollouts-5f7d_1".to_owned());
     spec.renew_time = Some(MicroTime(Timestamp::now()));
     spec.lease_duration_seconds = Some(60);
-    Api::<Lease>::namespaced(sim.client(), "default")
+    Api::<Lease>::namespaced(cluster.client(), ns())
         .replace(LEASE, &PostParams::default(), &taken)
         .await
         .unwrap();
 
     let status = controller.exit_status(10).await;
     assert_eq!(status.code(), Some(1), "exit status after losing the lease");
-    assert_eq!(holder(&lease(&sim).await.unwrap()), "argo-rollouts-5f7d_1");
+    assert_eq!(
+        holder(&lease(&cluster).await.unwrap()),
+        "argo-rollouts-5f7d_1"
+    );
     assert!(controller.log().contains("leadership lost"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inconsistent_leader_election_timings_are_refused() {
-    let sim = sim_with_crds().await;
-    let mut controller = Controller::start(&sim, "20s");
+    let cluster = cluster_with_crds().await;
+    let mut controller = Controller::start(&cluster, "20s");
     let status = controller.exit_status(20).await;
     assert_eq!(status.code(), Some(2));
     let stderr = controller.stderr();
@@ -255,5 +274,5 @@ async fn inconsistent_leader_election_timings_are_refused() {
         stderr.contains("must be longer than the renew deadline"),
         "{stderr}"
     );
-    assert!(lease(&sim).await.is_none(), "no lease taken");
+    assert!(lease(&cluster).await.is_none(), "no lease taken");
 }
