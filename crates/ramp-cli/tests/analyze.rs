@@ -1,6 +1,7 @@
 //! `ramp analyze` (and `kubectl ramp analyze`) as a person runs it: the real binary measuring
-//! the examples' AnalysisTemplates against a private Prometheus that scrapes ramp-sim's traffic
-//! simulator (a healthy, a 10 % 5xx and a 20 % 5xx version), web templates against a local
+//! the examples' AnalysisTemplates against a private Prometheus that scrapes the traffic
+//! simulator (a healthy, a 10 % 5xx and a 20 % 5xx version) serving a cluster of either tier
+//! (ramp-sim, or the test's namespace of the real control plane), web templates against a local
 //! HTTP endpoint, and the exit codes, tables, JSON and error messages that come out.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +11,8 @@ mod support_prometheus;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
-use ramp_sim::{Sim, SimConfig, SimHandle};
+use ramp_sim::SimConfig;
+use ramp_sim::tier::{TestCluster, test_namespace};
 use regex::Regex;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
@@ -18,7 +20,10 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 use support_prometheus::Prometheus;
 
-const NS: &str = "default";
+/// The namespace the services are in: `default` on ramp-sim, a fresh one on the real tier.
+fn ns() -> &'static str {
+    test_namespace()
+}
 const EXAMPLES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../examples/analysis-templates.yaml"
@@ -78,7 +83,7 @@ fn has_row(text: &str, metric: &str, number: usize) -> bool {
 
 fn service(name: &str, hash: &str) -> Service {
     serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": ns()},
         "spec": {
             "selector": {"app": "web", "rollouts-pod-template-hash": hash},
             "ports": [{"port": 80}],
@@ -89,7 +94,7 @@ fn service(name: &str, hash: &str) -> Service {
 
 fn replica_set(hash: &str, error_rate: &str) -> ReplicaSet {
     serde_json::from_value(json!({
-        "metadata": {"name": format!("web-{hash}"), "namespace": NS},
+        "metadata": {"name": format!("web-{hash}"), "namespace": ns()},
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {"app": "web", "rollouts-pod-template-hash": hash}},
@@ -105,20 +110,22 @@ fn replica_set(hash: &str, error_rate: &str) -> ReplicaSet {
     .unwrap()
 }
 
-/// ramp-sim serving steady traffic to three Services — `web-healthy` (no errors),
+/// The traffic simulator serving steady traffic to three Services — `web-healthy` (no errors),
 /// `web-faulty` (10 % 5xx) and `web-flaky` (20 % 5xx) — with a private Prometheus scraping its
 /// Istio metrics every second, ready once every Service has a request rate.
 struct Traffic {
-    _sim: SimHandle,
+    _cluster: TestCluster,
     prometheus: Prometheus,
 }
 
 async fn start_traffic() -> Traffic {
-    let sim = Sim::start(SimConfig::default()).await.expect("sim starts");
-    let client = sim.client();
+    let cluster = TestCluster::start(SimConfig::default(), [])
+        .await
+        .expect("cluster starts");
+    let client = cluster.client();
     let post = PostParams::default();
-    let services = Api::<Service>::namespaced(client.clone(), NS);
-    let replica_sets = Api::<ReplicaSet>::namespaced(client, NS);
+    let services = Api::<Service>::namespaced(client.clone(), ns());
+    let replica_sets = Api::<ReplicaSet>::namespaced(client, ns());
     for (name, hash, error_rate) in [
         ("web-healthy", "aaa", "0"),
         ("web-faulty", "bbb", "0.1"),
@@ -130,7 +137,7 @@ async fn start_traffic() -> Traffic {
             .await
             .unwrap();
     }
-    let metrics_url = sim
+    let metrics_url = cluster
         .metrics_url()
         .expect("traffic simulator exports metrics");
     let prometheus = Prometheus::start(&[metrics_url], Duration::from_secs(1))
@@ -151,16 +158,19 @@ async fn start_traffic() -> Traffic {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Traffic {
-        _sim: sim,
+        _cluster: cluster,
         prometheus,
     }
 }
 
-/// Arguments of the examples' Istio templates for one service.
+/// Arguments of the examples' Istio templates for one service of the test's namespace (the
+/// examples default theirs to `default`).
 fn istio_args(traffic: &Traffic, service: &str) -> Vec<String> {
     vec![
         "--arg".into(),
         format!("service-name={service}"),
+        "--arg".into(),
+        format!("namespace={}", ns()),
         "--arg".into(),
         format!("prometheus-address={}", traffic.prometheus.url()),
     ]
