@@ -1,17 +1,20 @@
-//! The real `kubectl-ramp` binary against ramp-sim: the objects a controller would write at each
-//! stage of a canary and a blue-green release, each command's effect on them, the exact patch
-//! (type and body) in the sim's request log compared with the upstream plugin's (§6), `get`
-//! snapshots, `status` exit codes, `--watch` redraws, listing, output formats, error messages,
-//! and the real `kubectl` finding the plugin on the PATH.
+//! The real `kubectl-ramp` binary against a cluster of either tier (ramp-sim's API server, or the
+//! test's namespace of the real control plane with its controllers kept out): the objects a
+//! controller would write at each stage of a canary and a blue-green release, each command's
+//! effect on them, the exact patch (type and body) in the request log (the sim's, or the real
+//! server's audit log) compared with the upstream plugin's (§6), `get` snapshots, `status` exit
+//! codes, `--watch` redraws, listing, output formats, error messages, and the real `kubectl`
+//! finding the plugin on the PATH.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod live_support;
 mod plugin_common;
 
 use assert_cmd::assert::OutputAssertExt;
-use live_support::{RolloutWrite, merge_patch, rollout_write, stderr, stdout};
+use live_support::{RolloutWrite, as_in_default, merge_patch, rollout_write, stderr, stdout};
 use plugin_common::*;
 use pretty_assertions::assert_eq;
+use ramp_sim::tier::skip_on_real_tier;
 use ramp_sim::{LoggedRequest, Verb};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -29,7 +32,7 @@ async fn run(mut cmd: assert_cmd::Command) -> Output {
 /// `(verb, resource[/subresource], patch type, body)` of each successful write to rollouts.
 fn rollout_writes(cluster: &Cluster, since: usize) -> Vec<RolloutWrite> {
     cluster
-        .sim
+        .cluster
         .request_log()
         .since_settled(since, std::time::Duration::from_secs(2))
         .into_iter()
@@ -47,12 +50,12 @@ async fn get_tree(cluster: &Cluster, name: &str) -> String {
         "get rollout failed: {}",
         stderr(&output)
     );
-    normalise_ages(&stdout(&output))
+    as_in_default(&normalise_ages(&stdout(&output)))
 }
 
 /// Runs a command that must succeed and returns the rollout writes it made.
 async fn command_writes(cluster: &Cluster, args: &[&str]) -> Vec<RolloutWrite> {
-    let checkpoint = cluster.sim.request_log().len();
+    let checkpoint = cluster.cluster.request_log().len();
     let mut cmd = cluster.plugin();
     cmd.args(args);
     let output = run(cmd).await;
@@ -71,13 +74,13 @@ async fn canary_release_through_the_plugin() {
     let manifest = canary_rollout_manifest();
 
     cluster
-        .apply_stage(&manifest, &canary::stable(), "default")
+        .apply_stage(&manifest, &canary::stable(), ns())
         .await;
     insta::assert_snapshot!("cluster_canary_1_stable", get_tree(&cluster, "web").await);
 
     // Step 1 pauses: promote clears the pause condition on the status subresource.
     cluster
-        .apply_stage(&manifest, &canary::paused_at_step_1(), "default")
+        .apply_stage(&manifest, &canary::paused_at_step_1(), ns())
         .await;
     insta::assert_snapshot!("cluster_canary_2_paused", get_tree(&cluster, "web").await);
     let writes = command_writes(&cluster, &["promote", "web"]).await;
@@ -88,12 +91,12 @@ async fn canary_release_through_the_plugin() {
             json!({"status": {"pauseConditions": null}})
         )]
     );
-    let status = cluster.rollout("default", "web").await.status.unwrap();
+    let status = cluster.rollout(ns(), "web").await.status.unwrap();
     assert_eq!(status.pause_conditions, None);
 
     // During the analysis step nothing is paused: promote skips the step.
     cluster
-        .apply_stage(&manifest, &canary::analysing_at_step_3(), "default")
+        .apply_stage(&manifest, &canary::analysing_at_step_3(), ns())
         .await;
     insta::assert_snapshot!(
         "cluster_canary_3_analysing",
@@ -109,7 +112,7 @@ async fn canary_release_through_the_plugin() {
     );
     assert_eq!(
         cluster
-            .rollout("default", "web")
+            .rollout(ns(), "web")
             .await
             .status
             .unwrap()
@@ -127,16 +130,11 @@ async fn canary_release_through_the_plugin() {
         )]
     );
     assert_eq!(
-        cluster
-            .rollout("default", "web")
-            .await
-            .status
-            .unwrap()
-            .abort,
+        cluster.rollout(ns(), "web").await.status.unwrap().abort,
         Some(true)
     );
     cluster
-        .apply_stage(&manifest, &canary::aborted(), "default")
+        .apply_stage(&manifest, &canary::aborted(), ns())
         .await;
     insta::assert_snapshot!("cluster_canary_4_aborted", get_tree(&cluster, "web").await);
 
@@ -177,17 +175,12 @@ async fn canary_release_through_the_plugin() {
         )]
     );
     assert_eq!(
-        cluster
-            .rollout("default", "web")
-            .await
-            .status
-            .unwrap()
-            .abort,
+        cluster.rollout(ns(), "web").await.status.unwrap().abort,
         Some(false)
     );
 
     cluster
-        .apply_stage(&manifest, &canary::promoted(), "default")
+        .apply_stage(&manifest, &canary::promoted(), ns())
         .await;
     insta::assert_snapshot!("cluster_canary_5_promoted", get_tree(&cluster, "web").await);
     let mut cmd = cluster.plugin();
@@ -205,7 +198,24 @@ async fn canary_release_through_the_plugin() {
         "error: rollout \"web\" is already fully promoted: there is nothing to promote\n"
     );
 
-    // Undo to revision 1: a JSON patch replacing the template, hash label stripped.
+    // Undo to revision 1: a JSON patch replacing the template with revision 1's ReplicaSet's
+    // as stored (with the fields the real API server defaults in a ReplicaSet's pod template),
+    // hash label stripped.
+    let stable_rs: k8s_openapi::api::apps::v1::ReplicaSet =
+        kube::Api::namespaced(cluster.cluster.client(), ns())
+            .get(&format!("web-{STABLE_HASH}"))
+            .await
+            .unwrap();
+    let mut template = serde_json::to_value(&stable_rs.spec.template).unwrap();
+    template["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("rollouts-pod-template-hash");
+    assert_eq!(template["metadata"], json!({"labels": {"app": "web"}}));
+    assert_eq!(
+        template["spec"]["containers"][0]["image"],
+        json!("registry.example/web:1.0")
+    );
     let writes = command_writes(&cluster, &["undo", "web", "--to-revision", "1"]).await;
     assert_eq!(
         writes,
@@ -213,13 +223,10 @@ async fn canary_release_through_the_plugin() {
             Verb::Patch,
             "rollouts".to_owned(),
             Some("json".to_owned()),
-            json!([{"op": "replace", "path": "/spec/template", "value": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "registry.example/web:1.0"}]}
-            }}])
+            json!([{"op": "replace", "path": "/spec/template", "value": template}])
         )]
     );
-    let rollout = cluster.rollout("default", "web").await;
+    let rollout = cluster.rollout(ns(), "web").await;
     assert_eq!(
         rollout.spec.template.unwrap().spec.unwrap().containers[0]
             .image
@@ -233,7 +240,7 @@ async fn blue_green_release_through_the_plugin() {
     let cluster = Cluster::start().await;
     let manifest = blue_green_rollout_manifest();
     cluster
-        .apply_stage(&manifest, &blue_green::active_blue(), "default")
+        .apply_stage(&manifest, &blue_green::active_blue(), ns())
         .await;
     insta::assert_snapshot!(
         "cluster_blue_green_1_blue",
@@ -241,7 +248,7 @@ async fn blue_green_release_through_the_plugin() {
     );
 
     cluster
-        .apply_stage(&manifest, &blue_green::green_in_preview(), "default")
+        .apply_stage(&manifest, &blue_green::green_in_preview(), ns())
         .await;
     insta::assert_snapshot!(
         "cluster_blue_green_2_preview",
@@ -257,7 +264,7 @@ async fn blue_green_release_through_the_plugin() {
     );
     assert_eq!(
         cluster
-            .rollout("default", "shop")
+            .rollout(ns(), "shop")
             .await
             .status
             .unwrap()
@@ -274,7 +281,7 @@ async fn blue_green_release_through_the_plugin() {
     );
 
     cluster
-        .apply_stage(&manifest, &blue_green::green_active(), "default")
+        .apply_stage(&manifest, &blue_green::green_active(), ns())
         .await;
     insta::assert_snapshot!(
         "cluster_blue_green_3_green",
@@ -287,7 +294,7 @@ async fn pause_resume_restart_and_set_image() {
     let cluster = Cluster::start().await;
     let manifest = canary_rollout_manifest();
     cluster
-        .apply_stage(&manifest, &canary::paused_at_step_1(), "default")
+        .apply_stage(&manifest, &canary::paused_at_step_1(), ns())
         .await;
 
     let writes = command_writes(&cluster, &["pause", "web"]).await;
@@ -295,10 +302,7 @@ async fn pause_resume_restart_and_set_image() {
         writes,
         vec![merge_patch("rollouts", json!({"spec": {"paused": true}}))]
     );
-    assert_eq!(
-        cluster.rollout("default", "web").await.spec.paused,
-        Some(true)
-    );
+    assert_eq!(cluster.rollout(ns(), "web").await.spec.paused, Some(true));
 
     // Resume clears both the step's pause condition and the manual pause.
     let writes = command_writes(&cluster, &["resume", "web"]).await;
@@ -312,7 +316,7 @@ async fn pause_resume_restart_and_set_image() {
             merge_patch("rollouts", json!({"spec": {"paused": false}})),
         ]
     );
-    let rollout = cluster.rollout("default", "web").await;
+    let rollout = cluster.rollout(ns(), "web").await;
     assert_eq!(rollout.spec.paused, Some(false));
     assert_eq!(rollout.status.unwrap().pause_conditions, None);
 
@@ -354,7 +358,7 @@ async fn pause_resume_restart_and_set_image() {
     assert_eq!(writes.len(), 1);
     assert_eq!(writes[0].0, Verb::Update);
     assert_eq!(writes[0].1, "rollouts");
-    let rollout = cluster.rollout("default", "web").await;
+    let rollout = cluster.rollout(ns(), "web").await;
     assert_eq!(
         rollout.spec.template.unwrap().spec.unwrap().containers[0]
             .image
@@ -442,7 +446,7 @@ async fn status_follows_the_rollout_until_healthy() {
     let cluster = Cluster::start().await;
     let manifest = canary_rollout_manifest();
     cluster
-        .apply_stage(&manifest, &canary::paused_at_step_1(), "default")
+        .apply_stage(&manifest, &canary::paused_at_step_1(), ns())
         .await;
 
     let mut child = spawn_plugin(&cluster, &["status", "web", "--timeout", "30s"]);
@@ -455,7 +459,7 @@ async fn status_follows_the_rollout_until_healthy() {
     });
     let mut reader = (&mut waiting).await.unwrap();
     cluster
-        .apply_stage(&manifest, &canary::promoted(), "default")
+        .apply_stage(&manifest, &canary::promoted(), ns())
         .await;
     let (status, reader) = tokio::task::spawn_blocking(move || {
         reader.wait_for("the healthy status line", |l| l == "Healthy");
@@ -474,7 +478,7 @@ async fn status_times_out_on_a_paused_rollout() {
         .apply_stage(
             &canary_rollout_manifest(),
             &canary::paused_at_step_1(),
-            "default",
+            ns(),
         )
         .await;
     let mut cmd = cluster.plugin();
@@ -499,7 +503,7 @@ async fn get_watch_redraws_when_the_rollout_changes() {
     let cluster = Cluster::start().await;
     let manifest = canary_rollout_manifest();
     cluster
-        .apply_stage(&manifest, &canary::paused_at_step_1(), "default")
+        .apply_stage(&manifest, &canary::paused_at_step_1(), ns())
         .await;
 
     let mut child = spawn_plugin(&cluster, &["get", "rollout", "web", "--watch"]);
@@ -517,7 +521,7 @@ async fn get_watch_redraws_when_the_rollout_changes() {
     .await
     .unwrap();
     cluster
-        .apply_stage(&manifest, &canary::analysing_at_step_3(), "default")
+        .apply_stage(&manifest, &canary::analysing_at_step_3(), ns())
         .await;
     reader = tokio::task::spawn_blocking(move || {
         reader.wait_for("a redrawn frame at step 3", |l| {
@@ -540,22 +544,63 @@ async fn get_watch_redraws_when_the_rollout_changes() {
     );
 }
 
+/// `list rollouts -A` as it reads on ramp-sim, where the test's namespaces are all there is:
+/// on the real tier only the rows of `namespaces` (real name, name on the sim), renamed, with
+/// the columns re-aligned as the plugin aligns them (two spaces after the widest cell).
+fn listed_as_in_sim(cluster: &Cluster, text: &str, namespaces: &[(&str, &str)]) -> String {
+    if !cluster.cluster.is_real() {
+        return text.to_owned();
+    }
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(n, line)| {
+            let mut cells: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+            if n == 0 {
+                return Some(cells);
+            }
+            let (_, on_sim) = namespaces
+                .iter()
+                .find(|(real, _)| cells.first().is_some_and(|c| c == real))?;
+            cells[0] = (*on_sim).to_owned();
+            Some(cells)
+        })
+        .collect();
+    let mut widths = vec![0; rows.iter().map(Vec::len).max().unwrap_or(0)];
+    for row in &rows {
+        for (n, cell) in row.iter().enumerate() {
+            widths[n] = widths[n].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let line: String = row
+            .iter()
+            .enumerate()
+            .map(|(n, cell)| format!("{cell:<width$}  ", width = widths[n]))
+            .collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_and_output_formats() {
-    let cluster = Cluster::start().await;
-    cluster.create_namespace("team-b").await;
+    let mut cluster = Cluster::start().await;
+    let team_b = cluster.second_namespace().await;
     cluster
         .apply_stage(
             &canary_rollout_manifest(),
             &canary::paused_at_step_1(),
-            "default",
+            ns(),
         )
         .await;
     cluster
         .apply_stage(
             &blue_green_rollout_manifest(),
             &blue_green::green_in_preview(),
-            "team-b",
+            &team_b,
         )
         .await;
 
@@ -563,10 +608,17 @@ async fn list_and_output_formats() {
     cmd.args(["list", "rollouts", "-A"]);
     let output = run(cmd).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    insta::assert_snapshot!("cluster_list_all_namespaces", stdout(&output));
+    insta::assert_snapshot!(
+        "cluster_list_all_namespaces",
+        listed_as_in_sim(
+            &cluster,
+            &stdout(&output),
+            &[(ns(), "default"), (&team_b, "team-b")]
+        )
+    );
 
     let mut cmd = cluster.plugin();
-    cmd.args(["list", "rollouts", "-n", "team-b"]);
+    cmd.args(["list", "rollouts", "-n", &team_b]);
     let listed = stdout(&run(cmd).await);
     assert_eq!(listed.lines().count(), 2, "{listed}");
     assert!(
@@ -582,9 +634,9 @@ async fn list_and_output_formats() {
     assert_eq!(json["status"]["phase"], "Paused");
 
     let mut cmd = cluster.plugin();
-    cmd.args(["get", "rollout", "shop", "-n", "team-b", "-o", "yaml"]);
+    cmd.args(["get", "rollout", "shop", "-n", &team_b, "-o", "yaml"]);
     let yaml: Value = serde_saphyr::from_str(&stdout(&run(cmd).await)).unwrap();
-    assert_eq!(yaml["metadata"]["namespace"], "team-b");
+    assert_eq!(yaml["metadata"]["namespace"], json!(team_b));
     assert_eq!(
         yaml["spec"]["strategy"]["blueGreen"]["activeService"],
         "shop-active"
@@ -593,10 +645,15 @@ async fn list_and_output_formats() {
     let mut cmd = cluster.plugin();
     cmd.args(["list", "rollouts", "-A", "-o", "json"]);
     let list: Value = serde_json::from_str(&stdout(&run(cmd).await)).unwrap();
+    // On the real tier, other tests' rollouts are listed too.
     let mut names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|i| {
+            let namespace = i["metadata"]["namespace"].as_str();
+            namespace == Some(ns()) || namespace == Some(team_b.as_str())
+        })
         .map(|i| i["metadata"]["name"].as_str().unwrap())
         .collect();
     names.sort_unstable();
@@ -617,22 +674,20 @@ async fn errors_are_one_line_with_exit_code_1() {
         .apply_stage(
             &canary_rollout_manifest(),
             &canary::paused_at_step_1(),
-            "default",
+            ns(),
         )
         .await;
+    let not_found_here = format!(
+        "error: rollout \"nope\" not found in namespace \"{}\"\n",
+        ns()
+    );
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (
-            vec!["get", "rollout", "nope"],
-            "error: rollout \"nope\" not found in namespace \"default\"\n",
-        ),
+        (vec!["get", "rollout", "nope"], &not_found_here),
         (
             vec!["promote", "nope", "-n", "elsewhere"],
             "error: rollout \"nope\" not found in namespace \"elsewhere\"\n",
         ),
-        (
-            vec!["abort", "nope"],
-            "error: rollout \"nope\" not found in namespace \"default\"\n",
-        ),
+        (vec!["abort", "nope"], &not_found_here),
         (
             vec!["retry", "rollout", "web"],
             "error: rollout \"web\" is not aborted: only an aborted rollout can be retried\n",
@@ -643,7 +698,7 @@ async fn errors_are_one_line_with_exit_code_1() {
         ),
     ];
     for (args, expected) in cases {
-        let checkpoint = cluster.sim.request_log().len();
+        let checkpoint = cluster.cluster.request_log().len();
         let mut cmd = cluster.plugin();
         cmd.args(&args);
         let output = run(cmd).await;
@@ -662,7 +717,7 @@ async fn kubectl_finds_the_plugin_on_the_path() {
     assert!(kubectl.exists(), "kubectl is installed on every machine");
     let cluster = Cluster::start().await;
     cluster
-        .apply_stage(&canary_rollout_manifest(), &canary::stable(), "default")
+        .apply_stage(&canary_rollout_manifest(), &canary::stable(), ns())
         .await;
     let plugin = assert_cmd::cargo::cargo_bin("kubectl-ramp");
     let dir = plugin.parent().unwrap().to_owned();
@@ -698,12 +753,19 @@ async fn kubectl_finds_the_plugin_on_the_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_patches_fall_back_to_the_main_resource() {
     let cluster = Cluster::start_without_rollout_status_subresource().await;
+    if skip_on_real_tier(
+        &cluster.cluster,
+        "the Rollout CRD is cluster-wide there, shared by every test: it cannot lose its status \
+         subresource for one",
+    ) {
+        return;
+    }
     let mut stage = canary::paused_at_step_1();
     stage.paused = true;
     let mut value = rollout_at(&canary_rollout_manifest(), &stage);
     value["status"]["observedGeneration"] = json!("1");
     let rollouts: kube::Api<ramp_api::rollout::Rollout> =
-        kube::Api::namespaced(cluster.sim.client(), "default");
+        kube::Api::namespaced(cluster.cluster.client(), ns());
     rollouts
         .create(&Default::default(), &serde_json::from_value(value).unwrap())
         .await
@@ -711,7 +773,7 @@ async fn status_patches_fall_back_to_the_main_resource() {
 
     // The sim rejects the `/status` request before it reaches its request log, so only the
     // successful fallback write shows there; the command succeeding proves it fell back.
-    let checkpoint = cluster.sim.request_log().len();
+    let checkpoint = cluster.cluster.request_log().len();
     let mut cmd = cluster.plugin();
     cmd.args(["promote", "web"]);
     let output = run(cmd).await;
@@ -723,7 +785,7 @@ async fn status_patches_fall_back_to_the_main_resource() {
             json!({"spec": {"paused": false}, "status": {"pauseConditions": null}})
         )]
     );
-    let rollout = cluster.rollout("default", "web").await;
+    let rollout = cluster.rollout(ns(), "web").await;
     assert_eq!(rollout.spec.paused, Some(false));
     assert_eq!(rollout.status.unwrap().pause_conditions, None);
 
@@ -733,12 +795,7 @@ async fn status_patches_fall_back_to_the_main_resource() {
         vec![merge_patch("rollouts", json!({"status": {"abort": true}}))]
     );
     assert_eq!(
-        cluster
-            .rollout("default", "web")
-            .await
-            .status
-            .unwrap()
-            .abort,
+        cluster.rollout(ns(), "web").await.status.unwrap().abort,
         Some(true)
     );
 }
@@ -797,7 +854,7 @@ async fn a_terminal_gets_colour_and_symbols() {
         .apply_stage(
             &canary_rollout_manifest(),
             &canary::paused_at_step_1(),
-            "default",
+            ns(),
         )
         .await;
     let plugin = assert_cmd::cargo::cargo_bin("kubectl-ramp");
@@ -830,28 +887,33 @@ async fn a_terminal_gets_colour_and_symbols() {
 /// `--context` picks a kubeconfig context, whose namespace becomes the default; `-n` wins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_namespace_comes_from_the_context_unless_given() {
-    let cluster = Cluster::start().await;
-    cluster.create_namespace("team-b").await;
+    let mut cluster = Cluster::start().await;
+    let team_b = cluster.second_namespace().await;
     cluster
         .apply_stage(
             &blue_green_rollout_manifest(),
             &blue_green::active_blue(),
-            "team-b",
+            &team_b,
         )
         .await;
-    let server = cluster.sim.api_url();
+    // The cluster's kubeconfig (its server and credentials) with two contexts: `main`, the
+    // current one, in the test's namespace, and `team-b` in the second one.
+    let mut config = kube::config::Kubeconfig::read_from(cluster.cluster.kubeconfig_path())
+        .expect("the cluster's kubeconfig");
+    let first = config.contexts.first().cloned().expect("a context");
+    let named = |name: &str, namespace: &str| {
+        let mut named = first.clone();
+        named.name = name.to_owned();
+        if let Some(context) = named.context.as_mut() {
+            context.namespace = Some(namespace.to_owned());
+        }
+        named
+    };
+    config.contexts = vec![named("main", ns()), named("team-b", &team_b)];
+    config.current_context = Some("main".to_owned());
     let kubeconfig =
         std::env::temp_dir().join(format!("kubectl-ramp-contexts-{}.yaml", std::process::id()));
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: {server}\n\
-             contexts:\n- name: main\n  context: {{cluster: sim, user: me, namespace: default}}\n\
-             - name: team-b\n  context: {{cluster: sim, user: me, namespace: team-b}}\n\
-             current-context: main\nusers:\n- name: me\n  user: {{}}\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&kubeconfig, serde_json::to_vec(&config).unwrap()).unwrap();
     let plugin = |args: &[&str]| {
         let mut cmd = assert_cmd::Command::cargo_bin("kubectl-ramp").unwrap();
         cmd.arg("--kubeconfig").arg(&kubeconfig).args(args);
@@ -866,11 +928,14 @@ async fn the_namespace_comes_from_the_context_unless_given() {
         "--watch=false",
     ]))
     .await;
-    let with_namespace = run(plugin(&["status", "shop", "--watch=false", "-n", "team-b"])).await;
+    let with_namespace = run(plugin(&["status", "shop", "--watch=false", "-n", &team_b])).await;
     std::fs::remove_file(&kubeconfig).unwrap();
     assert_eq!(
         stderr(&in_current),
-        "error: rollout \"shop\" not found in namespace \"default\"\n"
+        format!(
+            "error: rollout \"shop\" not found in namespace \"{}\"\n",
+            ns()
+        )
     );
     assert_eq!(
         stdout(&with_context),

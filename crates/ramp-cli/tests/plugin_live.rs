@@ -425,8 +425,8 @@ async fn abort_retry_full_promotion_and_undo_under_the_live_controller() {
     // undo to revision 1: the template goes back to v1's and, within the rollback window,
     // the controller goes straight back to v1's ReplicaSet without the steps.
     // As upstream's, the template written is v1's ReplicaSet's as stored, its hash label
-    // removed: on the real tier with the fields the API server defaults in a ReplicaSet's pod
-    // template (ramp-sim defaults none), which the controller matches to v1's all the same.
+    // removed: with the fields the real API server defaults in a ReplicaSet's pod template,
+    // which the controller matches to v1's all the same.
     let mut v1_template = serde_json::to_value(&v1.spec.template).unwrap();
     v1_template["metadata"]["labels"]
         .as_object_mut()

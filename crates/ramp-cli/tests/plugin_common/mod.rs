@@ -3,6 +3,9 @@
 //! objects created in ramp-sim for the real binary), plus the cluster harness.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -10,7 +13,9 @@ use kube::api::{Api, PostParams};
 use ramp_api::analysis::AnalysisRun;
 use ramp_api::rollout::Rollout;
 use ramp_cli::plugin::render::RolloutFamily;
-use ramp_sim::{Sim, SimConfig, SimHandle};
+use ramp_sim::SimConfig;
+use ramp_sim::testing::eventually;
+use ramp_sim::tier::{TestCluster, real_cluster_dir, test_namespace};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -484,12 +489,23 @@ pub fn family_at(manifest: &Value, stage: &Stage) -> RolloutFamily {
     RolloutFamily::select(rollout, replica_sets, pods, runs)
 }
 
-/// The emulated cluster with the argoproj.io CRDs installed.
+/// A cluster of either tier with the argoproj.io CRDs installed and nothing acting on what the
+/// test writes: ramp-sim's API server alone, or the test's namespace of the real control plane
+/// with kube-controller-manager's ReplicaSet controller and the scheduler kept out of it
+/// ([`Cluster::keep_controllers_out`]), so the objects stay as a stage leaves them.
 pub struct Cluster {
-    pub sim: SimHandle,
+    /// ramp-sim, or the real control plane when `RAMP_TEST_CLUSTER` names one.
+    pub cluster: TestCluster,
+    /// Cluster-scoped objects and namespaces this test made on the real tier, deleted with it.
+    made: Vec<(&'static str, String)>,
 }
 
 const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds");
+
+/// The namespace the test works in: `default` on ramp-sim, a fresh one on the real tier.
+pub fn ns() -> &'static str {
+    test_namespace()
+}
 
 impl Cluster {
     pub async fn start() -> Cluster {
@@ -497,36 +513,134 @@ impl Cluster {
     }
 
     /// A cluster whose Rollout CRD has no status subresource (as very old installs had), so
-    /// status patches must fall back to the main resource.
+    /// status patches must fall back to the main resource. The real tier's Rollout CRD is the
+    /// one every test shares: a test that needs this skips there.
     pub async fn start_without_rollout_status_subresource() -> Cluster {
         Cluster::start_with(false).await
     }
 
     async fn start_with(rollout_status_subresource: bool) -> Cluster {
-        let sim = Sim::start(SimConfig::api_only()).await.expect("sim starts");
-        let crds: Api<CustomResourceDefinition> = Api::all(sim.client());
+        // Never a stripped Rollout CRD on the real tier, where it would be every test's.
+        let strip_status = !rollout_status_subresource && real_cluster_dir().is_none();
+        let mut crds = Vec::new();
         for file in ["rollout-crd.yaml", "analysis-run-crd.yaml"] {
             let path = format!("{CRDS}/{file}");
             let text =
                 std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
             let mut crd: CustomResourceDefinition =
                 serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"));
-            if !rollout_status_subresource && file == "rollout-crd.yaml" {
+            if strip_status && file == "rollout-crd.yaml" {
                 for version in &mut crd.spec.versions {
                     if let Some(subresources) = version.subresources.as_mut() {
                         subresources.status = None;
                     }
                 }
             }
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .unwrap_or_else(|e| panic!("create {file}: {e}"));
+            crds.push(crd);
         }
-        Cluster { sim }
+        // Boxed: the real tier's start is a large future for a test thread's stack.
+        let tier = Box::pin(TestCluster::start(SimConfig::api_only(), crds))
+            .await
+            .expect("cluster starts with the CRDs");
+        let mut cluster = Cluster {
+            cluster: tier,
+            made: Vec::new(),
+        };
+        if cluster.cluster.is_real() {
+            cluster.keep_controllers_out(ns()).await;
+        }
+        cluster
     }
 
+    /// On the real tier: keeps kube-controller-manager's ReplicaSet controller and the
+    /// scheduler from writing to the pods and ReplicaSet statuses of `namespace` (a
+    /// ValidatingAdmissionPolicy refusing their writes there), as ramp-sim's API server alone
+    /// has neither. Otherwise the ReplicaSet controller would replace the stage's pods with
+    /// its own and recount its statuses, and the scheduler would bind the pods to kwok's node,
+    /// whose fake kubelet rewrites their statuses.
+    async fn keep_controllers_out(&mut self, namespace: &str) {
+        let name = format!("ramp-test-hands-off-{namespace}");
+        let policy: ValidatingAdmissionPolicy = typed(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [
+                    {"apiGroups": [""], "apiVersions": ["v1"],
+                     "operations": ["CREATE", "UPDATE", "DELETE"],
+                     "resources": ["pods", "pods/status", "pods/binding"]},
+                    {"apiGroups": ["apps"], "apiVersions": ["v1"],
+                     "operations": ["UPDATE"], "resources": ["replicasets/status"]}
+                ]},
+                "validations": [{
+                    "expression": "!(request.userInfo.username in ['system:serviceaccount:kube-system:replicaset-controller', 'system:kube-scheduler'])",
+                    "message": "this test's objects stay as it wrote them"
+                }]
+            }
+        }));
+        let binding: ValidatingAdmissionPolicyBinding = typed(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels":
+                    {"kubernetes.io/metadata.name": namespace}}}
+            }
+        }));
+        let client = self.cluster.client();
+        Api::<ValidatingAdmissionPolicy>::all(client.clone())
+            .create(&PostParams::default(), &policy)
+            .await
+            .expect("policy created");
+        self.made.push(("validatingadmissionpolicy", name.clone()));
+        Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("policy binding created");
+        self.made
+            .push(("validatingadmissionpolicybinding", name.clone()));
+        // The server enforces the policy once it has read both objects: until a dry-run pod
+        // create as the ReplicaSet controller is refused, its writes could still pass.
+        let mut config = self.cluster.client_config();
+        config.auth_info.impersonate =
+            Some("system:serviceaccount:kube-system:replicaset-controller".to_owned());
+        let as_controller = kube::Client::try_from(config).expect("impersonating client");
+        let pods = Api::<Pod>::namespaced(as_controller, namespace);
+        let probe: Pod = typed(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "hands-off-probe", "namespace": namespace},
+            "spec": {"containers": [{"name": "probe", "image": "probe"}]}
+        }));
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        eventually(
+            &format!("the policy refusing the ReplicaSet controller in {namespace}"),
+            20,
+            || {
+                let (pods, probe, dry_run) = (pods.clone(), probe.clone(), dry_run.clone());
+                async move {
+                    match pods.create(&dry_run, &probe).await {
+                        Err(kube::Error::Api(status))
+                            if status.message.contains("stay as it wrote them") =>
+                        {
+                            Some(())
+                        }
+                        _ => None,
+                    }
+                }
+            },
+        )
+        .await;
+    }
+
+    /// On the real tier its context defaults to the test's namespace.
     pub fn kubeconfig(&self) -> String {
-        self.sim.kubeconfig_path().display().to_string()
+        self.cluster.kubeconfig_path().display().to_string()
     }
 
     /// The plugin binary with this cluster's kubeconfig.
@@ -537,8 +651,24 @@ impl Cluster {
         cmd
     }
 
+    /// A second namespace of this test (`team-b` on ramp-sim; on the real tier, which other
+    /// tests share, the test's namespace with `-b` after it), with no controller acting in it.
+    pub async fn second_namespace(&mut self) -> String {
+        let name = if self.cluster.is_real() {
+            format!("{}-b", ns())
+        } else {
+            "team-b".to_owned()
+        };
+        self.create_namespace(&name).await;
+        if self.cluster.is_real() {
+            self.made.push(("namespace", name.clone()));
+            self.keep_controllers_out(&name).await;
+        }
+        name
+    }
+
     pub async fn create_namespace(&self, name: &str) {
-        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.sim.client());
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.cluster.client());
         api.create(
             &PostParams::default(),
             &typed(json!({"metadata": {"name": name}})),
@@ -550,7 +680,12 @@ impl Cluster {
     /// Creates the rollout (if missing) and everything of the stage, as a controller would
     /// have left it. Returns the rollout's uid.
     pub async fn apply_stage(&self, manifest: &Value, stage: &Stage, namespace: &str) -> String {
-        let client = self.sim.client();
+        // Boxed: a test awaits several stages, and their futures would overflow its stack.
+        Box::pin(self.write_stage(manifest, stage, namespace)).await
+    }
+
+    async fn write_stage(&self, manifest: &Value, stage: &Stage, namespace: &str) -> String {
+        let client = self.cluster.client();
         let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
         let mut desired = rollout_at(manifest, stage);
         desired["metadata"]["namespace"] = json!(namespace);
@@ -641,15 +776,32 @@ impl Cluster {
 
     /// Replaces the rollout's whole status, as the controller's status writes do.
     pub async fn set_rollout_status(&self, namespace: &str, name: &str, status: Value) {
-        let rollouts: Api<Rollout> = Api::namespaced(self.sim.client(), namespace);
+        let rollouts: Api<Rollout> = Api::namespaced(self.cluster.client(), namespace);
         replace_status(&rollouts, name, status).await;
     }
 
     pub async fn rollout(&self, namespace: &str, name: &str) -> Rollout {
-        Api::<Rollout>::namespaced(self.sim.client(), namespace)
+        Api::<Rollout>::namespaced(self.cluster.client(), namespace)
             .get(name)
             .await
             .unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // As the test's namespace goes (see `TestCluster`): kubectl outlives the process, so
+        // it asks for the deletions and nothing waits.
+        for (kind, name) in self.made.iter().rev() {
+            let _ = std::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(self.cluster.kubeconfig_path())
+                .args(["delete", kind, name, "--wait=false", "--ignore-not-found"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+        }
     }
 }
 
