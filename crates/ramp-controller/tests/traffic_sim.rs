@@ -1,8 +1,11 @@
-//! The routers against ramp-sim's API server: objects created through the client, the router
-//! applied, the objects read back and the exact writes checked in the sim's request log.
+//! The routers against an API server of either tier (ramp-sim's, or the real control plane's
+//! with the real Istio CRDs): objects created through the client, the router applied, the
+//! objects read back and the exact writes checked in the request log (the sim's, or the real
+//! server's audit log).
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use pretty_assertions::assert_eq;
@@ -16,27 +19,53 @@ use ramp_controller::traffic::{
     TrafficRouters,
 };
 use ramp_core::traffic::{HeaderRouteIntent, TrafficIntent};
-use ramp_sim::testing::{eventually, istio_crd, start_with_crds};
-use ramp_sim::{FaultError, FaultTarget, Sim, SimConfig, SimHandle, Verb};
+use ramp_sim::audit::AuditLog;
+use ramp_sim::testing::{eventually, istio_crd};
+use ramp_sim::tier::{TestCluster, WriteLog, skip_on_real_tier, test_namespace};
+use ramp_sim::{FaultError, FaultTarget, LoggedRequest, SimConfig, Verb};
 use serde_json::{Value, json};
+use std::time::Duration;
 
-const NS: &str = "default";
+/// The namespace the test works in: `default` on ramp-sim, a fresh one on the real tier.
+fn ns() -> &'static str {
+    test_namespace()
+}
 
-async fn start_with_istio() -> (SimHandle, Client) {
+/// The writes since `checkpoint` once the log settled, without those kube-controller-manager
+/// makes in a namespace of the real tier on its own (a Service's endpoints, the namespace's
+/// ServiceAccount and CA ConfigMap): ramp-sim's API server alone makes none.
+fn writes_since(log: WriteLog<'_>, checkpoint: usize) -> Vec<LoggedRequest> {
+    log.since_settled(checkpoint, Duration::from_secs(2))
+        .into_iter()
+        .filter(|w| {
+            !matches!(
+                w.resource.as_str(),
+                "endpoints" | "endpointslices" | "serviceaccounts" | "configmaps" | "events"
+            )
+        })
+        .collect()
+}
+
+async fn start_api_server(crds: Vec<CustomResourceDefinition>) -> (TestCluster, Client) {
+    let cluster = TestCluster::start(SimConfig::api_only(), crds)
+        .await
+        .expect("cluster starts with the CRDs");
+    let client = cluster.client();
+    (cluster, client)
+}
+
+async fn start_with_istio() -> (TestCluster, Client) {
     let versions = ["v1alpha3", "v1beta1", "v1"];
     let crds = [
         istio_crd("virtualservices", "VirtualService", &versions),
         istio_crd("destinationrules", "DestinationRule", &versions),
     ];
-    let sim = start_with_crds(SimConfig::api_only(), crds)
-        .await
-        .expect("sim starts with the CRDs");
-    let client = sim.client();
+    let (sim, client) = start_api_server(crds.into()).await;
     for resource in [
         IstioApiVersion::V1alpha3.virtual_service_resource(),
         IstioApiVersion::V1alpha3.destination_rule_resource(),
     ] {
-        let api = Api::<DynamicObject>::namespaced_with(client.clone(), NS, &resource);
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns(), &resource);
         eventually(&format!("{} served", resource.plural), 10, || {
             let api = api.clone();
             async move { api.list(&Default::default()).await.ok().map(|_| ()) }
@@ -49,7 +78,7 @@ async fn start_with_istio() -> (SimHandle, Client) {
 fn vs_api(client: &Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
-        NS,
+        ns(),
         &IstioApiVersion::V1alpha3.virtual_service_resource(),
     )
 }
@@ -57,7 +86,7 @@ fn vs_api(client: &Client) -> Api<DynamicObject> {
 fn dr_api(client: &Client) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
-        NS,
+        ns(),
         &IstioApiVersion::V1alpha3.destination_rule_resource(),
     )
 }
@@ -81,7 +110,7 @@ async fn read(api: &Api<DynamicObject>, name: &str) -> Value {
 
 fn host_split_vs() -> Value {
     json!({
-        "metadata": {"name": "rollout-vsvc", "namespace": NS},
+        "metadata": {"name": "rollout-vsvc", "namespace": ns()},
         "spec": {
             "hosts": ["rollout-vsvc"],
             "http": [{
@@ -98,7 +127,7 @@ fn host_split_vs() -> Value {
 fn istio_target(istio: IstioTrafficRouting, managed: &[&str]) -> RolloutTrafficTarget {
     RolloutTrafficTarget {
         rollout: "rollout".to_owned(),
-        namespace: NS.to_owned(),
+        namespace: ns().to_owned(),
         uid: "uid".to_owned(),
         canary_service: Some("rollout-canary".to_owned()),
         stable_service: Some("rollout-stable".to_owned()),
@@ -165,9 +194,7 @@ async fn istio_weights_header_route_and_someone_elses_edits() {
         writes[0].summary,
         "VirtualService `rollout-vsvc` set to desiredWeight '10'"
     );
-    let logged: Vec<_> = sim
-        .request_log()
-        .since_settled(checkpoint, std::time::Duration::from_secs(2));
+    let logged = writes_since(sim.request_log(), checkpoint);
     assert_eq!(logged.len(), 1, "exactly one write: {logged:?}");
     assert_eq!(logged[0].verb, Verb::Patch);
     assert_eq!(logged[0].resource, "virtualservices");
@@ -198,11 +225,7 @@ async fn istio_weights_header_route_and_someone_elses_edits() {
             .expect("no-op")
             .is_empty()
     );
-    assert!(
-        sim.request_log()
-            .since_settled(checkpoint, std::time::Duration::from_secs(2))
-            .is_empty()
-    );
+    assert!(writes_since(sim.request_log(), checkpoint).is_empty());
 
     // Someone else adds retries to the managed route, a route of their own and a top-level field.
     vs.patch(
@@ -277,7 +300,7 @@ async fn the_server_refuses_a_patch_planned_on_a_stale_read() {
     };
     let plan = plan_virtual_service(
         &stale,
-        &ObjectName::new("VirtualService", NS, "rollout-vsvc"),
+        &ObjectName::new("VirtualService", ns(), "rollout-vsvc"),
         &selection,
         split,
         &[],
@@ -326,7 +349,14 @@ async fn the_server_refuses_a_patch_planned_on_a_stale_read() {
 
 #[tokio::test]
 async fn conflicts_are_retried_a_bounded_number_of_times() {
-    let (sim, client) = start_with_istio().await;
+    let (cluster, client) = start_with_istio().await;
+    let Some(sim) = cluster.sim() else {
+        skip_on_real_tier(
+            &cluster,
+            "a conflict on every patch is a fault only ramp-sim injects",
+        );
+        return;
+    };
     let resource = IstioApiVersion::V1alpha3.virtual_service_resource();
     let vs = vs_api(&client);
     create_dynamic(&vs, &resource, host_split_vs()).await;
@@ -375,7 +405,7 @@ async fn subset_split_labels_subsets_before_raising_weight_and_keeps_foreign_sub
         &vs,
         &IstioApiVersion::V1alpha3.virtual_service_resource(),
         json!({
-            "metadata": {"name": "rollout-vsvc", "namespace": NS},
+            "metadata": {"name": "rollout-vsvc", "namespace": ns()},
             "spec": {"hosts": ["rollout"], "http": [{"route": [
                 {"destination": {"host": "rollout", "subset": "stable"}, "weight": 100},
                 {"destination": {"host": "rollout", "subset": "canary"}, "weight": 0}
@@ -387,7 +417,7 @@ async fn subset_split_labels_subsets_before_raising_weight_and_keeps_foreign_sub
         &dr,
         &IstioApiVersion::V1alpha3.destination_rule_resource(),
         json!({
-            "metadata": {"name": "rollout-destrule", "namespace": NS},
+            "metadata": {"name": "rollout-destrule", "namespace": ns()},
             "spec": {"host": "rollout", "subsets": [
                 {"name": "canary", "labels": {"app": "rollout"}},
                 {"name": "stable", "labels": {"app": "rollout"}},
@@ -425,9 +455,7 @@ async fn subset_split_labels_subsets_before_raising_weight_and_keeps_foreign_sub
         reasons,
         vec!["UpdatedDestinationRule", "Updated VirtualService"]
     );
-    let order: Vec<String> = sim
-        .request_log()
-        .since_settled(checkpoint, std::time::Duration::from_secs(2))
+    let order: Vec<String> = writes_since(sim.request_log(), checkpoint)
         .into_iter()
         .map(|e| e.resource)
         .collect();
@@ -462,9 +490,7 @@ async fn subset_split_labels_subsets_before_raising_weight_and_keeps_foreign_sub
         ..rollback
     };
     routers.apply(&target, &rollback).await.expect("applied");
-    let order: Vec<String> = sim
-        .request_log()
-        .since_settled(checkpoint, std::time::Duration::from_secs(2))
+    let order: Vec<String> = writes_since(sim.request_log(), checkpoint)
         .into_iter()
         .map(|e| e.resource)
         .collect();
@@ -483,13 +509,16 @@ async fn missing_objects_are_named_in_the_error() {
     assert_eq!(err.event_reason(), "VirtualServiceNotFound");
     assert_eq!(
         err.to_string(),
-        "VirtualService default/rollout-vsvc not found: it is referenced by \
-         spec.strategy.canary.trafficRouting.istio.virtualService(s)"
+        format!(
+            "VirtualService {}/rollout-vsvc not found: it is referenced by \
+             spec.strategy.canary.trafficRouting.istio.virtualService(s)",
+            ns()
+        )
     );
     let services = ServiceSelectors::new(client);
     let err = services
         .point_at(
-            NS,
+            ns(),
             "nope",
             "spec.strategy.canary.canaryService",
             "rollout",
@@ -499,16 +528,18 @@ async fn missing_objects_are_named_in_the_error() {
         .expect_err("no Service");
     assert_eq!(
         err.to_string(),
-        "Service default/nope not found: it is referenced by spec.strategy.canary.canaryService"
+        format!(
+            "Service {}/nope not found: it is referenced by spec.strategy.canary.canaryService",
+            ns()
+        )
     );
     assert_eq!(err.event_reason(), "TrafficRoutingError");
 }
 
 #[tokio::test]
 async fn service_selectors_switch_and_refuse_foreign_services() {
-    let sim = Sim::start(SimConfig::api_only()).await.expect("sim starts");
-    let client = sim.client();
-    let api = Api::<Service>::namespaced(client.clone(), NS);
+    let (sim, client) = start_api_server(Vec::new()).await;
+    let api = Api::<Service>::namespaced(client.clone(), ns());
     for (name, annotations) in [
         ("rollout-canary", json!({})),
         (
@@ -529,7 +560,7 @@ async fn service_selectors_switch_and_refuse_foreign_services() {
     let checkpoint = sim.request_log().len();
     let write = services
         .point_at(
-            NS,
+            ns(),
             "rollout-canary",
             "spec.strategy.canary.canaryService",
             "rollout",
@@ -539,11 +570,13 @@ async fn service_selectors_switch_and_refuse_foreign_services() {
         .expect("switched")
         .expect("a write");
     assert_eq!(write.reason, "SwitchService");
-    let logged = sim
-        .request_log()
-        .since_settled(checkpoint, std::time::Duration::from_secs(2));
-    assert_eq!(logged.len(), 1);
-    assert_eq!(logged[0].patch_type.as_deref(), Some("strategic"));
+    let logged = writes_since(sim.request_log(), checkpoint);
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0].verb, Verb::Patch);
+    // An audit event does not say a patch's type: the real tier's log reads a strategic merge
+    // patch as a merge patch.
+    let strategic = if sim.is_real() { "merge" } else { "strategic" };
+    assert_eq!(logged[0].patch_type.as_deref(), Some(strategic));
     let service = api.get("rollout-canary").await.expect("exists");
     assert_eq!(
         service.spec.and_then(|s| s.selector).expect("selector"),
@@ -555,7 +588,7 @@ async fn service_selectors_switch_and_refuse_foreign_services() {
     assert!(
         services
             .point_at(
-                NS,
+                ns(),
                 "rollout-canary",
                 "spec.strategy.canary.canaryService",
                 "rollout",
@@ -567,7 +600,7 @@ async fn service_selectors_switch_and_refuse_foreign_services() {
     );
     let err = services
         .point_at(
-            NS,
+            ns(),
             "theirs",
             "spec.strategy.canary.stableService",
             "rollout",
@@ -577,7 +610,7 @@ async fn service_selectors_switch_and_refuse_foreign_services() {
         .expect_err("foreign");
     assert!(matches!(err, TrafficError::ManagedByOtherRollout { .. }));
     services
-        .release(NS, "rollout-canary", "rollout")
+        .release(ns(), "rollout-canary", "rollout")
         .await
         .expect("released");
     let released = api.get("rollout-canary").await.expect("exists");
@@ -594,15 +627,12 @@ async fn service_selectors_switch_and_refuse_foreign_services() {
 
 #[tokio::test]
 async fn nginx_canary_ingress_created_then_patched_keeping_others_annotations() {
-    let sim = start_with_crds(SimConfig::api_only(), ramp_api::crd::all())
-        .await
-        .expect("sim starts with the CRDs");
-    let client = sim.client();
+    let (sim, client) = start_api_server(ramp_api::crd::all()).await;
     let rollout_resource = ApiResource::from_gvk_with_plural(
         &kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
         "rollouts",
     );
-    let rollouts = Api::<DynamicObject>::namespaced_with(client.clone(), NS, &rollout_resource);
+    let rollouts = Api::<DynamicObject>::namespaced_with(client.clone(), ns(), &rollout_resource);
     eventually("rollouts served", 10, || {
         let rollouts = rollouts.clone();
         async move { rollouts.list(&Default::default()).await.ok().map(|_| ()) }
@@ -612,7 +642,7 @@ async fn nginx_canary_ingress_created_then_patched_keeping_others_annotations() 
         &rollouts,
         &rollout_resource,
         json!({
-            "metadata": {"name": "api", "namespace": NS},
+            "metadata": {"name": "api", "namespace": ns()},
             "spec": {
                 "selector": {"matchLabels": {"app": "api"}},
                 "template": {"metadata": {"labels": {"app": "api"}},
@@ -623,7 +653,7 @@ async fn nginx_canary_ingress_created_then_patched_keeping_others_annotations() 
     )
     .await;
     let uid = rollout["metadata"]["uid"].as_str().expect("uid").to_owned();
-    let ingresses = Api::<Ingress>::namespaced(client.clone(), NS);
+    let ingresses = Api::<Ingress>::namespaced(client.clone(), ns());
     let stable: Ingress = serde_json::from_value(json!({
         "metadata": {"name": "api", "annotations": {"kubernetes.io/ingress.class": "nginx"}},
         "spec": {"rules": [{"host": "api.example.com", "http": {"paths": [
@@ -637,7 +667,7 @@ async fn nginx_canary_ingress_created_then_patched_keeping_others_annotations() 
         .expect("created");
     let target = RolloutTrafficTarget {
         rollout: "api".to_owned(),
-        namespace: NS.to_owned(),
+        namespace: ns().to_owned(),
         uid: uid.clone(),
         canary_service: Some("api-canary".to_owned()),
         stable_service: Some("api-stable".to_owned()),
@@ -692,10 +722,8 @@ async fn nginx_canary_ingress_created_then_patched_keeping_others_annotations() 
     };
     let checkpoint = sim.request_log().len();
     routers.apply(&target, &cohort).await.expect("patched");
-    let logged = sim
-        .request_log()
-        .since_settled(checkpoint, std::time::Duration::from_secs(2));
-    assert_eq!(logged.len(), 1);
+    let logged = writes_since(sim.request_log(), checkpoint);
+    assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!(logged[0].patch_type.as_deref(), Some("merge"));
     let body = logged[0].body.clone().expect("body");
     assert_eq!(
@@ -724,7 +752,7 @@ async fn nginx_canary_ingress_created_then_patched_keeping_others_annotations() 
     // The user's stable Ingress is never written.
     assert!(
         sim.request_log()
-            .writes_to_object("ingresses", Some(NS), "api")
+            .writes_to_object("ingresses", Some(ns()), "api")
             .len()
             == 1
     );
@@ -742,20 +770,19 @@ async fn nginx_canary_ingress_created_then_patched_keeping_others_annotations() 
 #[tokio::test]
 async fn several_virtual_services_across_namespaces_at_v1beta1() {
     let (sim, client) = start_with_istio().await;
-    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
-    let mesh: k8s_openapi::api::core::v1::Namespace =
-        serde_json::from_value(json!({"metadata": {"name": "mesh"}})).expect("namespace");
-    namespaces
-        .create(&PostParams::default(), &mesh)
-        .await
-        .expect("namespace created");
+    let mesh = MadeNamespace::create(&sim, "mesh").await;
+    let mesh = mesh.name.as_str();
+    // The real tier's audit log is read a namespace at a time.
+    let mesh_log = sim
+        .real_dir()
+        .map(|dir| AuditLog::follow(&dir.join("audit.log"), mesh));
     let version = IstioApiVersion::V1beta1;
     let resource = version.virtual_service_resource();
-    let local = Api::<DynamicObject>::namespaced_with(client.clone(), NS, &resource);
-    let remote = Api::<DynamicObject>::namespaced_with(client.clone(), "mesh", &resource);
+    let local = Api::<DynamicObject>::namespaced_with(client.clone(), ns(), &resource);
+    let remote = Api::<DynamicObject>::namespaced_with(client.clone(), mesh, &resource);
     create_dynamic(&local, &resource, host_split_vs()).await;
     let mut gateway = host_split_vs();
-    gateway["metadata"] = json!({"name": "edge", "namespace": "mesh"});
+    gateway["metadata"] = json!({"name": "edge", "namespace": mesh});
     gateway["spec"]["http"][0]["name"] = json!("edge-route");
     create_dynamic(&remote, &resource, gateway).await;
     let routing = IstioTrafficRouting {
@@ -765,7 +792,7 @@ async fn several_virtual_services_across_namespaces_at_v1beta1() {
                 ..IstioVirtualService::default()
             },
             IstioVirtualService {
-                name: "edge.mesh".to_owned(),
+                name: format!("edge.{mesh}"),
                 routes: Some(vec!["edge-route".to_owned()]),
                 ..IstioVirtualService::default()
             },
@@ -774,6 +801,7 @@ async fn several_virtual_services_across_namespaces_at_v1beta1() {
     };
     let routers = TrafficRouters::new(client.clone(), version);
     let checkpoint = sim.request_log().len();
+    let mesh_checkpoint = mesh_log.as_ref().map_or(0, AuditLog::len);
     let writes = routers
         .apply(&istio_target(routing, &[]), &intent(40))
         .await
@@ -782,14 +810,16 @@ async fn several_virtual_services_across_namespaces_at_v1beta1() {
     assert_eq!(
         written,
         vec![
-            "VirtualService default/rollout-vsvc",
-            "VirtualService mesh/edge"
+            format!("VirtualService {}/rollout-vsvc", ns()),
+            format!("VirtualService {mesh}/edge")
         ]
     );
-    for entry in sim
-        .request_log()
-        .since_settled(checkpoint, std::time::Duration::from_secs(2))
-    {
+    let mut logged = writes_since(sim.request_log(), checkpoint);
+    if let Some(mesh_log) = &mesh_log {
+        logged.extend(writes_since(WriteLog::Audit(mesh_log), mesh_checkpoint));
+    }
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    for entry in logged {
         assert_eq!(
             (entry.group.as_str(), entry.version.as_str()),
             ("networking.istio.io", "v1beta1")
@@ -805,13 +835,58 @@ async fn several_virtual_services_across_namespaces_at_v1beta1() {
     );
 }
 
+/// A namespace besides the test's: `name` on ramp-sim; on the real tier, which other tests
+/// share, the test's namespace with `-name` after it, deleted with the test.
+struct MadeNamespace {
+    name: String,
+    kubeconfig: Option<std::path::PathBuf>,
+}
+
+impl MadeNamespace {
+    async fn create(cluster: &TestCluster, name: &str) -> Self {
+        let name = if cluster.is_real() {
+            format!("{}-{name}", ns())
+        } else {
+            name.to_owned()
+        };
+        let namespace: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("namespace created");
+        MadeNamespace {
+            name,
+            kubeconfig: cluster
+                .is_real()
+                .then(|| cluster.kubeconfig_path().to_path_buf()),
+        }
+    }
+}
+
+impl Drop for MadeNamespace {
+    fn drop(&mut self) {
+        // As `TestCluster` deletes the test's own: kubectl outlives the process.
+        if let Some(kubeconfig) = &self.kubeconfig {
+            let _ = std::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args(["delete", "namespace", &self.name, "--wait=false"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_missing_stable_ingress_is_named() {
-    let sim = Sim::start(SimConfig::api_only()).await.expect("sim starts");
-    let routers = TrafficRouters::new(sim.client(), IstioApiVersion::default());
+    let (sim, client) = start_api_server(Vec::new()).await;
+    let routers = TrafficRouters::new(client, IstioApiVersion::default());
     let target = RolloutTrafficTarget {
         rollout: "api".to_owned(),
-        namespace: NS.to_owned(),
+        namespace: ns().to_owned(),
         uid: "u".to_owned(),
         canary_service: Some("api-canary".to_owned()),
         stable_service: Some("api-stable".to_owned()),
@@ -829,8 +904,11 @@ async fn a_missing_stable_ingress_is_named() {
         .expect_err("no stable ingress");
     assert_eq!(
         err.to_string(),
-        "Ingress default/web not found: it is referenced by \
-         spec.strategy.canary.trafficRouting.nginx.stableIngress(es)"
+        format!(
+            "Ingress {}/web not found: it is referenced by \
+             spec.strategy.canary.trafficRouting.nginx.stableIngress(es)",
+            ns()
+        )
     );
     assert!(sim.request_log().writes_to("ingresses").is_empty());
 }
