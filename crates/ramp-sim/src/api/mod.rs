@@ -4,6 +4,7 @@
 
 mod admission;
 pub mod catalog;
+mod defaults;
 mod deletion;
 mod discovery;
 mod eviction;

@@ -279,6 +279,8 @@ fn reset_status_on_create(target: &Target, object: &mut Value) {
             "status".into(),
             json!({"phase": "Pending", "qosClass": "BestEffort"}),
         );
+    } else if target.def.group.is_empty() && target.def.plural == "services" {
+        map.insert("status".into(), json!({"loadBalancer": {}}));
     } else if target.def.group.is_empty() && target.def.plural == "namespaces" {
         map.insert("status".into(), json!({"phase": "Active"}));
     } else if target.def.group == "apiextensions.k8s.io" {
@@ -372,6 +374,9 @@ fn create_locked(
     }
     if state.get(&gr, &namespace, &name).is_some() {
         return Err(ApiError::already_exists(&gr, &name));
+    }
+    if !target.def.is_custom() {
+        super::defaults::apply(&target.def.group, &target.def.plural, None, &mut object);
     }
     reset_status_on_create(target, &mut object);
     let now = now_rfc3339();
@@ -505,6 +510,9 @@ pub(crate) fn commit_update(
                 }
             }
         }
+    }
+    if part != Part::Status && !target.def.is_custom() {
+        super::defaults::apply(&target.def.group, &target.def.plural, Some(old), &mut new);
     }
     // The body is at the request's version; the object is stored at the storage version
     // (`None` conversion: only `apiVersion` differs). An object still stored at an earlier

@@ -207,14 +207,17 @@ pub fn status(
         None => None,
     };
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    // As kube-controller-manager writes it: the counts but `replicas` are left out when zero
+    // (`omitempty`), and terminating pods are counted (none: the sim's pods go at once).
+    let nonzero = |n: usize| (n > 0).then(|| count(n));
     let status = ReplicaSetStatus {
         replicas: count(active_pods.len()),
-        fully_labeled_replicas: Some(count(fully_labeled)),
-        ready_replicas: Some(count(ready)),
-        available_replicas: Some(count(available)),
+        fully_labeled_replicas: nonzero(fully_labeled),
+        ready_replicas: nonzero(ready),
+        available_replicas: nonzero(available),
+        terminating_replicas: Some(0),
         observed_generation: rs.metadata.generation,
         conditions,
-        ..ReplicaSetStatus::default()
     };
     (status, next)
 }
