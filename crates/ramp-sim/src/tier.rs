@@ -138,13 +138,44 @@ impl TestCluster {
         crds: impl IntoIterator<Item = CustomResourceDefinition>,
     ) -> Result<Self, StartError> {
         match real_cluster_dir() {
-            None => Ok(TestCluster::Sim(
-                crate::testing::start_with_crds(config, crds).await?,
-            )),
-            Some(dir) => Ok(TestCluster::Real(
-                RealCluster::start(dir, config, crds).await?,
-            )),
+            None => Self::start_sim(config, crds).await,
+            Some(dir) => Self::start_real(dir, config, crds).await,
         }
+    }
+
+    /// The real control plane in `dir` (see [`TestCluster::start`]): the real side of a test
+    /// that compares the two tiers.
+    pub async fn start_real(
+        dir: PathBuf,
+        config: SimConfig,
+        crds: impl IntoIterator<Item = CustomResourceDefinition>,
+    ) -> Result<Self, StartError> {
+        Ok(TestCluster::Real(
+            RealCluster::start(dir, config, crds).await?,
+        ))
+    }
+
+    /// ramp-sim whatever the environment says, with [`test_namespace`] created when it is not
+    /// `default`: the sim side of a test that compares the two tiers.
+    pub async fn start_sim(
+        config: SimConfig,
+        crds: impl IntoIterator<Item = CustomResourceDefinition>,
+    ) -> Result<Self, StartError> {
+        let sim = crate::testing::start_with_crds(config, crds).await?;
+        let namespace = test_namespace();
+        if namespace != "default" {
+            let ns: Namespace = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}
+            }))
+            .map_err(|e| {
+                real_error(format!("Namespace {namespace}"))(kube::Error::SerdeError(e))
+            })?;
+            Api::<Namespace>::all(sim.client())
+                .create(&PostParams::default(), &ns)
+                .await
+                .map_err(real_error(format!("Namespace {namespace}")))?;
+        }
+        Ok(TestCluster::Sim(sim))
     }
 
     pub fn client(&self) -> kube::Client {
@@ -164,7 +195,7 @@ impl TestCluster {
                         .parse()
                         .unwrap_or_else(|e| panic!("the sim's URL: {e}")),
                 );
-                config.default_namespace = "default".to_owned();
+                config.default_namespace = test_namespace().to_owned();
                 config
             }
             TestCluster::Real(real) => real.config.clone(),
@@ -183,10 +214,10 @@ impl TestCluster {
         }
     }
 
-    /// The namespace this test works in.
+    /// The namespace this test works in: [`test_namespace`] on either tier.
     pub fn namespace(&self) -> &str {
         match self {
-            TestCluster::Sim(_) => "default",
+            TestCluster::Sim(_) => test_namespace(),
             TestCluster::Real(real) => &real.namespace,
         }
     }

@@ -484,13 +484,14 @@ impl Cluster {
     /// Like [`Cluster::start`], with the sim configured by the caller (e.g. the traffic
     /// simulator on, for analysis against its metrics).
     pub async fn start_with(config: SimConfig) -> Self {
-        let versions = ["v1alpha3", "v1beta1", "v1"];
-        let mut crds = ramp_api::crd::all();
-        crds.push(istio_crd("virtualservices", "VirtualService", &versions));
-        crds.push(istio_crd("destinationrules", "DestinationRule", &versions));
-        let sim = TestCluster::start(config, crds)
+        let sim = TestCluster::start(config, cluster_crds())
             .await
             .expect("cluster starts with the CRDs");
+        Self::on(sim)
+    }
+
+    /// A cluster over `sim`, started with [`cluster_crds`]; the controller is not running yet.
+    pub fn on(sim: TestCluster) -> Self {
         let client = sim.client();
         Self {
             sim,
@@ -498,6 +499,18 @@ impl Cluster {
             controller: None,
         }
     }
+}
+
+/// Ramp's CRDs and stand-ins for Istio's (on the real tier its own, installed by `scripts/cluster
+/// up`, win).
+pub fn cluster_crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    let versions = ["v1alpha3", "v1beta1", "v1"];
+    let mut crds = ramp_api::crd::all();
+    crds.push(istio_crd("virtualservices", "VirtualService", &versions));
+    crds.push(istio_crd("destinationrules", "DestinationRule", &versions));
+    crds
 }
 
 /// What the in-test endpoint answers as `ok`: `true`, `false`, or anything else (which
