@@ -3,6 +3,7 @@
 //! settings that can be judged without contacting the provider. Values that still hold an
 //! `{{args.*}}` placeholder are skipped: only a run knows them.
 
+use super::pod_template::{PodOwner, check_pod_spec};
 use super::{FieldPath, Problem, Problems, check_dry_run, check_retention, has_placeholder};
 use crate::analysis::{
     AnalysisFieldError, AnalysisRun, AnalysisTemplate, AnalysisTemplateSpec, Argument,
@@ -382,12 +383,8 @@ fn check_provider(problems: &mut Problems, path: &FieldPath, provider: &MetricPr
         match job.spec.template.spec.as_ref() {
             None => problems.error(&pod_path, "is required"),
             Some(pod) => {
-                if pod.containers.is_empty() {
-                    problems.error(
-                        &pod_path.child("containers"),
-                        "at least one container is required",
-                    );
-                }
+                // The API server's pod rules; the restart policy a Job needs is checked here.
+                check_pod_spec(problems, &pod_path, pod, PodOwner::Job);
                 match pod.restart_policy.as_deref() {
                     Some("Never" | "OnFailure") => {}
                     Some(other) => problems.error(

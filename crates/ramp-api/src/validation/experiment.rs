@@ -1,6 +1,8 @@
-//! Experiment rules checkable from the manifest: templates (names, selectors, counts), the
+//! Experiment rules checkable from the manifest: templates (names, selectors, counts, and the
+//! API server's rules for the pod template of the ReplicaSet each becomes), the
 //! duration, and the shape of its analyses. Template references are in `references.rs`.
 
+use super::pod_template::{PodOwner, check_template};
 use super::selector::{is_empty as selector_is_empty, selector_matches};
 use super::{FieldPath, Problem, Problems, check_dry_run, check_retention};
 use crate::analysis::Argument;
@@ -74,17 +76,13 @@ pub fn validate_experiment(experiment: &Experiment) -> Vec<Problem> {
                 ),
             );
         }
-        if template
-            .template
-            .spec
-            .as_ref()
-            .is_none_or(|s| s.containers.is_empty())
-        {
-            problems.error(
-                &path.child("template").child("spec").child("containers"),
-                "at least one container is required",
-            );
-        }
+        // Each template becomes a ReplicaSet: the API server's rules for its template apply.
+        check_template(
+            &mut problems,
+            &path.child("template"),
+            &template.template,
+            PodOwner::ReplicaSet,
+        );
     }
 
     let mut analysis_names = BTreeSet::new();

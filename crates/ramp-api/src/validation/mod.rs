@@ -6,6 +6,7 @@
 mod analysis;
 mod canary;
 mod experiment;
+mod pod_template;
 mod references;
 mod rollout;
 mod routers;
@@ -16,6 +17,7 @@ pub use analysis::{
     validate_analysis_run, validate_analysis_template, validate_cluster_analysis_template,
 };
 pub use experiment::validate_experiment;
+pub use pod_template::{PodOwner, validate_pod_spec, validate_replica_set_template};
 pub use references::{
     DEFAULT_NAMESPACE, TemplateCatalog, check_experiment_references, check_references,
     check_template_includes,
@@ -123,6 +125,10 @@ impl Problems {
 
     pub(crate) fn warning(&mut self, field: &FieldPath, message: impl Into<String>) {
         self.0.push(Problem::warning(field, message));
+    }
+
+    pub(crate) fn extend(&mut self, problems: impl IntoIterator<Item = Problem>) {
+        self.0.extend(problems);
     }
 
     pub(crate) fn into_vec(self) -> Vec<Problem> {

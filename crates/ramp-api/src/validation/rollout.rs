@@ -1,9 +1,10 @@
 //! Rollout rules that can be checked from the manifest alone (upstream's InvalidSpec rules minus
-//! those that need live objects): pod template and selector, counts, blue-green, analysis
-//! arguments. Canary rules are in `canary.rs`; template references in `references.rs` and
+//! those that need live objects): pod template (the API server's rules for a ReplicaSet's, in
+//! `pod_template.rs`) and selector, counts, blue-green, analysis arguments. Canary rules are in `canary.rs`; template references in `references.rs` and
 //! Service selectors in `services.rs`, because those need the other documents.
 
 use super::canary::check_canary;
+use super::pod_template::{PodOwner, check_template};
 use super::selector::{is_empty as selector_is_empty, selector_matches};
 use super::{FieldPath, Problems, check_dry_run, check_retention};
 use crate::rollout::{
@@ -146,16 +147,9 @@ fn check_pod_template(problems: &mut Problems, spec_path: &FieldPath, spec: &Rol
             ),
         );
     }
-    if template
-        .spec
-        .as_ref()
-        .is_none_or(|s| s.containers.is_empty())
-    {
-        problems.error(
-            &template_path.child("spec").child("containers"),
-            "at least one container is required",
-        );
-    }
+    // The rollout's ReplicaSets take this template: what their API server would refuse is
+    // refused here, in its words.
+    check_template(problems, &template_path, template, PodOwner::ReplicaSet);
 }
 
 fn render_labels(labels: &BTreeMap<String, String>) -> String {

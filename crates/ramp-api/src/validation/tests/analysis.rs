@@ -233,9 +233,10 @@ fn experiment_rules() {
         vec![
             r#"error: spec.duration: "forever" is not a duration: a number must precede each unit"#,
             "error: spec.templates[0].selector: does not match the template labels {app=b}",
+            "error: spec.templates[0].template.spec.containers[0].image: Required value",
             r#"error: spec.templates[1].name: "a" is used by more than one template"#,
             "error: spec.templates[1].replicas: -1 must not be negative",
-            "error: spec.templates[1].template.spec.containers: at least one container is required",
+            "error: spec.templates[1].template.spec.containers: Required value",
             "error: spec.analyses[0].templateName: is required",
         ]
     );

@@ -74,6 +74,7 @@ pub(super) fn error(text: &str) -> Vec<String> {
 }
 
 mod analysis;
+mod pod_template;
 mod references;
 mod rollout;
 mod routers;

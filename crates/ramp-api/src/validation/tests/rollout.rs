@@ -139,7 +139,7 @@ fn template_needs_containers_unless_workload_ref() {
     let no_containers = rollout_with(json!({"spec": {"template": {"spec": {"containers": []}}}}));
     assert_eq!(
         rollout_lines(&no_containers),
-        error("spec.template.spec.containers: at least one container is required")
+        error("spec.template.spec.containers: Required value")
     );
     let both = rollout_with(
         json!({"spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}}),
