@@ -268,7 +268,62 @@ impl<T: Clone> Tail<T> {
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     namespace: String,
-    tail: Tail<LoggedRequest>,
+    tail: Tail<Committed>,
+}
+
+/// A logged write and the resourceVersion it committed at, when its response names one.
+type Committed = (Option<u64>, LoggedRequest);
+
+/// The revision a write committed at: the resourceVersion of the object it answered with
+/// (etcd's revisions order every write to every resource). `None` for a failed write, and for
+/// a delete, whose answer shows the object as it was.
+fn committed_revision(event: &Value, request: &LoggedRequest) -> Option<u64> {
+    if request.verb == Verb::Delete || request.verb == Verb::DeleteCollection {
+        return None;
+    }
+    event["responseObject"]["metadata"]["resourceVersion"]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+/// The writes in the order the server committed them. The server writes an audit line as it
+/// answers, so two writes that race (a controller's patch made on a watch event, and the
+/// write that caused that event, still being answered) may be logged the other way round.
+/// Writes with a revision are put in revision order among the places they hold; the others
+/// (failed writes, deletes, writes that changed nothing) stay where they were logged.
+fn commit_order(mut entries: Vec<Committed>) -> Vec<LoggedRequest> {
+    // A write that changed nothing answers with the revision the object already had: it
+    // committed nothing, and stays where it was logged.
+    let mut last: std::collections::HashMap<(String, Option<String>, Option<String>), u64> =
+        std::collections::HashMap::new();
+    for (revision, e) in &mut entries {
+        if let Some(r) = *revision {
+            let key = (e.resource.clone(), e.namespace.clone(), e.name.clone());
+            match last.get(&key) {
+                Some(&seen) if r <= seen => *revision = None,
+                _ => {
+                    last.insert(key, r);
+                }
+            }
+        }
+    }
+    let slots: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, (revision, _))| revision.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let mut committed: Vec<(u64, LoggedRequest)> = entries
+        .iter()
+        .filter_map(|(revision, e)| revision.map(|r| (r, e.clone())))
+        .collect();
+    committed.sort_by_key(|(revision, _)| *revision);
+    let mut ordered: Vec<LoggedRequest> = entries.into_iter().map(|(_, e)| e).collect();
+    for (slot, (_, entry)) in slots.into_iter().zip(committed) {
+        ordered[slot] = entry;
+    }
+    ordered
 }
 
 impl AuditLog {
@@ -282,11 +337,14 @@ impl AuditLog {
         }
     }
 
+    fn keep(&self, event: &Value) -> Option<Committed> {
+        let request = logged_request(event)
+            .filter(|e| e.namespace.as_deref() == Some(self.namespace.as_str()))?;
+        Some((committed_revision(event, &request), request))
+    }
+
     fn catch_up(&self) -> u64 {
-        self.tail.catch_up(|event| {
-            logged_request(event)
-                .filter(|e| e.namespace.as_deref() == Some(self.namespace.as_str()))
-        })
+        self.tail.catch_up(|event| self.keep(event))
     }
 
     pub fn entries(&self) -> Vec<LoggedRequest> {
@@ -307,20 +365,18 @@ impl AuditLog {
         self.entries().into_iter().filter(|e| keep(e)).collect()
     }
 
-    /// Entries after the first `n`.
+    /// Entries after the first `n` logged, in the order they were committed (see
+    /// [`commit_order`]).
     pub fn since(&self, n: usize) -> Vec<LoggedRequest> {
         self.catch_up();
-        self.tail.since(n)
+        commit_order(self.tail.since(n))
     }
 
     /// Like [`AuditLog::since`], once the log has stopped growing for a moment (at most
     /// `within`). Blocks the calling thread while it waits.
     pub fn since_settled(&self, n: usize, within: Duration) -> Vec<LoggedRequest> {
-        self.tail.settle(within, |event| {
-            logged_request(event)
-                .filter(|e| e.namespace.as_deref() == Some(self.namespace.as_str()))
-        });
-        self.tail.since(n)
+        self.tail.settle(within, |event| self.keep(event));
+        commit_order(self.tail.since(n))
     }
 }
 
@@ -367,6 +423,56 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn writes_logged_out_of_order_are_read_in_commit_order() {
+        let write = |verb: Verb, name: &str| LoggedRequest {
+            time: SystemTime::UNIX_EPOCH,
+            verb,
+            group: String::new(),
+            version: "v1".into(),
+            resource: "services".into(),
+            namespace: Some("t1".into()),
+            name: Some(name.into()),
+            subresource: None,
+            patch_type: None,
+            field_manager: None,
+            body: None,
+            code: 200,
+        };
+        // Logged: a (rev 5), c (rev 9), a delete, b (rev 7), a refused write, d (rev 10).
+        let logged = vec![
+            (Some(5), write(Verb::Patch, "a")),
+            (Some(9), write(Verb::Patch, "c")),
+            (None, write(Verb::Delete, "gone")),
+            (Some(7), write(Verb::Patch, "b")),
+            (None, write(Verb::Patch, "refused")),
+            (Some(10), write(Verb::Create, "d")),
+            // A no-op patch of a answers with a's revision: it stays where it was logged.
+            (Some(5), write(Verb::Patch, "a")),
+        ];
+        let names: Vec<String> = commit_order(logged)
+            .into_iter()
+            .map(|e| e.name.unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["a", "b", "gone", "c", "refused", "d", "a"]);
+    }
+
+    #[test]
+    fn a_write_commits_at_its_answers_revision_but_a_delete_has_none() {
+        let event = |verb: &str| {
+            json!({"stage": "ResponseComplete", "verb": verb,
+                "objectRef": {"resource": "services", "namespace": "t1", "name": "a", "apiVersion": "v1"},
+                "responseStatus": {"code": 200},
+                "responseObject": {"metadata": {"name": "a", "resourceVersion": "42"}}})
+        };
+        let patch = event("patch");
+        let request = logged_request(&patch).unwrap();
+        assert_eq!(committed_revision(&patch, &request), Some(42));
+        let delete = event("delete");
+        let request = logged_request(&delete).unwrap();
+        assert_eq!(committed_revision(&delete, &request), None);
+    }
 
     fn event(verb: &str, user: &str, body: Value) -> Value {
         json!({
