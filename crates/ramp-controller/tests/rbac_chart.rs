@@ -15,7 +15,6 @@ use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use pretty_assertions::assert_eq;
-use ramp_api::analysis::AnalysisTemplate;
 use ramp_api::rollout::Rollout;
 use ramp_controller::analysis_run::AnalysisRunConfig;
 use ramp_controller::context::ControllerConfig;
@@ -429,29 +428,8 @@ fn for_instance(mut manifest: Value, instance: Option<&str>) -> Value {
 async fn canary_with_analysis(cluster: &Cluster, instance: Option<&str>) {
     let health = Health::new(true);
     let url = health_endpoint(health.clone()).await;
-    cluster
-        .create_services(&["web-stable", "web-canary"], "web")
-        .await;
-    cluster
-        .create_virtual_service("web-vsvc", "web-stable", "web-canary")
-        .await;
-    let template: AnalysisTemplate = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
-        "metadata": {"name": "smoke", "namespace": ns()},
-        "spec": {
-            "args": [{"name": "url"}],
-            "metrics": [{
-                "name": "smoke", "interval": "1s", "count": 2, "failureLimit": 0,
-                "successCondition": "result == true",
-                "provider": {"web": {"url": "{{args.url}}", "jsonPath": "{$.ok}"}}
-            }]
-        }
-    }))
-    .unwrap();
-    Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), ns())
-        .create(&PostParams::default(), &template)
-        .await
-        .expect("template created");
+    cluster.create_istio_objects().await;
+    cluster.create_smoke_template().await;
     let canary = json!({
         "canaryService": "web-canary",
         "stableService": "web-stable",

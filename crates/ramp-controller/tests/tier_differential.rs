@@ -17,7 +17,7 @@ mod canary_support;
 use canary_support::*;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, ListParams};
 use pretty_assertions::assert_eq;
 use ramp_api::analysis::AnalysisRun;
 use ramp_api::rollout::Rollout;
@@ -166,72 +166,46 @@ fn walk(writes: &[LoggedRequest]) -> Vec<String> {
 /// kind and name, normalised.
 async fn objects(cluster: &Cluster) -> Value {
     let client = cluster.client.clone();
-    let lp = ListParams::default();
     let mut all = Map::new();
-    let mut add = |kind: &str, items: Vec<Value>| {
+    for (kind, items) in [
+        (
+            "Rollout",
+            listed(Api::<Rollout>::namespaced(client.clone(), ns())).await,
+        ),
+        (
+            "ReplicaSet",
+            listed(Api::<ReplicaSet>::namespaced(client.clone(), ns())).await,
+        ),
+        (
+            "Service",
+            listed(Api::<Service>::namespaced(client.clone(), ns())).await,
+        ),
+        ("VirtualService", listed(cluster.virtual_services()).await),
+        (
+            "AnalysisRun",
+            listed(Api::<AnalysisRun>::namespaced(client, ns())).await,
+        ),
+    ] {
         for mut item in items {
             let name = item["metadata"]["name"].as_str().unwrap_or("?").to_owned();
             normalise(&mut item);
             all.insert(format!("{kind}/{name}"), item);
         }
-    };
-    add(
-        "Rollout",
-        Api::<Rollout>::namespaced(client.clone(), ns())
-            .list(&lp)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|r| serde_json::to_value(r).unwrap())
-            .collect(),
-    );
-    add(
-        "ReplicaSet",
-        Api::<ReplicaSet>::namespaced(client.clone(), ns())
-            .list(&lp)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|rs| serde_json::to_value(rs).unwrap())
-            .collect(),
-    );
-    add(
-        "Service",
-        Api::<Service>::namespaced(client.clone(), ns())
-            .list(&lp)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|s| serde_json::to_value(s).unwrap())
-            .collect(),
-    );
-    add(
-        "VirtualService",
-        cluster
-            .virtual_services()
-            .list(&lp)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|v: DynamicObject| serde_json::to_value(v).unwrap())
-            .collect(),
-    );
-    add(
-        "AnalysisRun",
-        Api::<AnalysisRun>::namespaced(client, ns())
-            .list(&lp)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|r| serde_json::to_value(r).unwrap())
-            .collect(),
-    );
+    }
     Value::Object(all)
+}
+
+async fn listed<K>(api: Api<K>) -> Vec<Value>
+where
+    K: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.list(&ListParams::default())
+        .await
+        .expect("objects listed")
+        .items
+        .iter()
+        .map(|o| serde_json::to_value(o).expect("object serialises"))
+        .collect()
 }
 
 /// Replaces what differs between any two runs by nature: the namespace's name, uids,
@@ -288,12 +262,7 @@ fn paused_at(rollout: &Rollout, step: i32) -> bool {
 
 /// An Istio canary through its steps, an abort, a retry and a promotion.
 async fn istio_canary_abort_retry_promote(mut cluster: Cluster) -> Cluster {
-    cluster
-        .create_services(&["web-stable", "web-canary"], "web")
-        .await;
-    cluster
-        .create_virtual_service("web-vsvc", "web-stable", "web-canary")
-        .await;
+    cluster.create_istio_objects().await;
     cluster.start_controller();
     let steps =
         json!([{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "1s"}}]);
@@ -377,23 +346,7 @@ async fn blue_green_preview_promote(mut cluster: Cluster) -> Cluster {
 /// steps, and so of their hash): the AnalysisRun is compared too.
 async fn replica_canary_with_analysis(mut cluster: Cluster, url: String) -> Cluster {
     cluster.start_controller();
-    let template: ramp_api::analysis::AnalysisTemplate = serde_json::from_value(json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
-        "metadata": {"name": "smoke", "namespace": ns()},
-        "spec": {
-            "args": [{"name": "url"}],
-            "metrics": [{
-                "name": "smoke", "interval": "1s", "count": 2, "failureLimit": 0,
-                "successCondition": "result == true",
-                "provider": {"web": {"url": "{{args.url}}", "jsonPath": "{$.ok}"}}
-            }]
-        }
-    }))
-    .unwrap();
-    Api::<ramp_api::analysis::AnalysisTemplate>::namespaced(cluster.client.clone(), ns())
-        .create(&Default::default(), &template)
-        .await
-        .expect("template created");
+    cluster.create_smoke_template().await;
     let canary = json!({
         "maxSurge": 1, "maxUnavailable": 0,
         "steps": [

@@ -551,14 +551,41 @@ pub async fn health_endpoint(health: Health) -> String {
 /// between them, and the controllers running.
 pub async fn istio_cluster() -> Cluster {
     let mut cluster = Cluster::start().await;
-    cluster
-        .create_services(&["web-stable", "web-canary"], "web")
-        .await;
-    cluster
-        .create_virtual_service("web-vsvc", "web-stable", "web-canary")
-        .await;
+    cluster.create_istio_objects().await;
     cluster.start_controller();
     cluster
+}
+
+impl Cluster {
+    /// Services `web-stable`/`web-canary` and VirtualService `web-vsvc` splitting between them.
+    pub async fn create_istio_objects(&self) {
+        self.create_services(&["web-stable", "web-canary"], "web")
+            .await;
+        self.create_virtual_service("web-vsvc", "web-stable", "web-canary")
+            .await;
+    }
+
+    /// AnalysisTemplate `smoke`: two measurements, a second apart, of `{$.ok}` at the URL of
+    /// its `url` argument (a [`health_endpoint`]), each of which must be `true`.
+    pub async fn create_smoke_template(&self) {
+        let template: ramp_api::analysis::AnalysisTemplate = serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": "smoke", "namespace": ns()},
+            "spec": {
+                "args": [{"name": "url"}],
+                "metrics": [{
+                    "name": "smoke", "interval": "1s", "count": 2, "failureLimit": 0,
+                    "successCondition": "result == true",
+                    "provider": {"web": {"url": "{{args.url}}", "jsonPath": "{$.ok}"}}
+                }]
+            }
+        }))
+        .unwrap();
+        Api::namespaced(self.client.clone(), ns())
+            .create(&PostParams::default(), &template)
+            .await
+            .expect("template created");
+    }
 }
 
 /// An Istio host-split canary over [`istio_cluster`]'s objects with `steps`, and the strategy
