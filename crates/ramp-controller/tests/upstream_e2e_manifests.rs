@@ -2,27 +2,23 @@
 //! while upstream runs them green, rebuilt as our own small fixtures: a VirtualService with only
 //! `tls` routes under a rollout that also names an HTTP route (`istio/istio-host-only-tls-split`),
 //! and an analysis argument read by `fieldRef` from a label the Rollout does not carry yet
-//! (`functional/rollout-rollback-window`). Each runs on ramp-sim with both controllers
-//! in-process; self-contained, so it depends on no other test's support module.
+//! (`functional/rollout-rollback-window`). Each runs on either tier with both controllers
+//! in-process (the shared canary fixture).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kube::Client;
+mod canary_support;
+
+use canary_support::*;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use pretty_assertions::assert_eq;
 use ramp_api::analysis::{AnalysisRun, AnalysisTemplate};
-use ramp_api::rollout::{IstioVirtualService, Rollout, TlsRoute};
-use ramp_controller::analysis_run::AnalysisRunConfig;
-use ramp_controller::context::ControllerConfig;
-use ramp_controller::ops::{WatchScope, run_controllers};
+use ramp_api::rollout::{IstioVirtualService, TlsRoute};
+use ramp_controller::traffic::ObjectName;
 use ramp_controller::traffic::istio::{SplitDestinations, plan_virtual_service};
-use ramp_controller::traffic::{IstioApiVersion, ObjectName};
 use ramp_core::traffic::TrafficIntent;
-use ramp_sim::SimConfig;
-use ramp_sim::testing::{Background, eventually, eventually_object, istio_crd};
-use ramp_sim::tier::{TestCluster, test_namespace};
+use ramp_sim::tier::test_namespace;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 const VS: &str = "web-vsvc";
 const SNI_HOST: &str = "web.example.com";
@@ -107,161 +103,43 @@ fn http_route_names_are_ignored_for_a_virtual_service_without_http_routes() {
     );
 }
 
-/// A cluster (ramp-sim, or the real tier's) with Ramp's CRDs and Istio's, and the Rollout and
-/// AnalysisRun controllers, watching only the test's namespace on the shared real cluster.
-struct Cluster {
-    _sim: TestCluster,
-    client: Client,
-    _controllers: Background,
+/// Both controllers running over a fresh cluster of either tier.
+async fn cluster() -> Cluster {
+    let mut cluster = Cluster::start().await;
+    cluster.start_controller();
+    cluster
 }
 
-impl Cluster {
-    async fn start() -> Self {
-        let versions = ["v1alpha3", "v1beta1", "v1"];
-        let mut crds = ramp_api::crd::all();
-        crds.push(istio_crd("virtualservices", "VirtualService", &versions));
-        crds.push(istio_crd("destinationrules", "DestinationRule", &versions));
-        let config = SimConfig {
-            traffic_enabled: false,
-            ..SimConfig::default()
-        };
-        let sim = TestCluster::start(config, crds)
+async fn virtual_service(cluster: &Cluster) -> Value {
+    serde_json::to_value(
+        cluster
+            .virtual_services()
+            .get(VS)
             .await
-            .expect("cluster starts with the CRDs");
-        let namespace = sim.is_real().then(|| test_namespace().to_owned());
-        let client = sim.client();
-        let rollouts = ControllerConfig {
-            concurrency: 4,
-            backoff_min: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(2),
-            invalid_spec_recheck: Duration::from_secs(2),
-            istio_version: IstioApiVersion::V1alpha3,
-            scope: WatchScope {
-                namespace: namespace.clone(),
-                instance_id: None,
-            },
-            ..ControllerConfig::default()
-        };
-        let runs = AnalysisRunConfig {
-            namespace,
-            backoff_min: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(2),
-            ..AnalysisRunConfig::default()
-        };
-        let controller_client = client.clone();
-        let controllers = Background::spawn(|shutdown| {
-            run_controllers(controller_client, rollouts, runs, shutdown)
-        });
-        Self {
-            _sim: sim,
-            client,
-            _controllers: controllers,
-        }
-    }
-
-    fn rollouts(&self) -> Api<Rollout> {
-        Api::namespaced(self.client.clone(), test_namespace())
-    }
-
-    fn virtual_services(&self) -> Api<DynamicObject> {
-        Api::namespaced_with(
-            self.client.clone(),
-            test_namespace(),
-            &IstioApiVersion::V1alpha3.virtual_service_resource(),
-        )
-    }
-
-    async fn create<K>(&self, api: &Api<K>, manifest: Value)
-    where
-        K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize,
-        K: serde::de::DeserializeOwned,
-    {
-        let object: K = serde_json::from_value(manifest).expect("manifest has the kind's shape");
-        api.create(&PostParams::default(), &object)
-            .await
-            .expect("object created");
-    }
-
-    async fn create_services(&self) {
-        let api = Api::<k8s_openapi::api::core::v1::Service>::namespaced(
-            self.client.clone(),
-            test_namespace(),
-        );
-        for name in ["web-stable", "web-canary"] {
-            self.create(
-                &api,
-                json!({
-                    "apiVersion": "v1", "kind": "Service",
-                    "metadata": {"name": name, "namespace": test_namespace()},
-                    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080, "name": "http"}]}
-                }),
-            )
-            .await;
-        }
-    }
-
-    async fn merge_patch(&self, patch: Value) {
-        self.rollouts()
-            .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("rollout patched");
-    }
-
-    async fn wait(&self, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
-        eventually_object(&self.rollouts(), "web", what, 30, check).await
-    }
-
-    async fn wait_healthy(&self, what: &str) -> Rollout {
-        self.wait(what, |r| {
-            let s = r.status.clone().unwrap_or_default();
-            s.phase.as_deref() == Some("Healthy")
-                && s.observed_generation_number() == r.metadata.generation
-                && s.current_pod_hash.is_some()
-                && s.current_pod_hash == s.stable_rs
-                && s.available_replicas == Some(r.spec.replicas())
-                && s.replicas == Some(r.spec.replicas())
-        })
-        .await
-    }
-
-    async fn virtual_service(&self) -> Value {
-        serde_json::to_value(self.virtual_services().get(VS).await.expect("VS readable")).unwrap()
-    }
+            .expect("VS readable"),
+    )
+    .unwrap()
 }
 
-fn rollout(metadata: Value, canary: Value) -> Value {
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": metadata,
-        "spec": {
-            "replicas": 2,
-            "revisionHistoryLimit": 2,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "web:v1"}]}
-            },
-            "strategy": {"canary": canary}
-        }
-    })
-}
-
-fn set_image(image: &str) -> Value {
-    json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})
+/// Upstream's canary of two replicas over `canary`.
+fn rollout(canary: Value) -> Value {
+    rollout_manifest("web", 2, canary)
 }
 
 /// Upstream `TestIstioHostSplitOnlyTls`: Healthy at 100/0 on the TLS route, 90/10 paused at
 /// the first step, 100/0 again on the new stable after a promotion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_only_virtual_service_under_a_rollout_naming_an_http_route_walks_every_weight() {
-    let cluster = Cluster::start().await;
-    cluster.create_services().await;
+    let cluster = cluster().await;
     cluster
-        .create(
-            &cluster.virtual_services(),
-            tls_only_virtual_service(100, 0),
-        )
+        .create_services(&["web-stable", "web-canary"], "web")
         .await;
+    let vs: DynamicObject = serde_json::from_value(tls_only_virtual_service(100, 0)).unwrap();
+    cluster
+        .virtual_services()
+        .create(&PostParams::default(), &vs)
+        .await
+        .expect("VirtualService created");
     let canary = json!({
         "canaryService": "web-canary",
         "stableService": "web-stable",
@@ -272,26 +150,18 @@ async fn a_tls_only_virtual_service_under_a_rollout_naming_an_http_route_walks_e
         }}},
         "steps": [{"setWeight": 10}, {"pause": {}}]
     });
-    cluster
-        .create(
-            &cluster.rollouts(),
-            rollout(
-                json!({"name": "web", "namespace": test_namespace()}),
-                canary,
-            ),
-        )
-        .await;
-    let v1 = cluster.wait_healthy("v1 Healthy").await;
-    assert_eq!(tls_weights(&cluster.virtual_service().await), (100, 0));
+    cluster.create_rollout(rollout(canary)).await;
+    let v1 = cluster.wait_healthy("web", 30).await;
+    assert_eq!(tls_weights(&virtual_service(&cluster).await), (100, 0));
 
-    cluster.merge_patch(set_image("web:v2")).await;
+    cluster.set_image("web", "web:v2").await;
     let paused = cluster
-        .wait("v2 paused at the pause step", |r| {
+        .wait_rollout("web", "v2 paused at the pause step", 30, |r| {
             let s = r.status.clone().unwrap_or_default();
             s.phase.as_deref() == Some("Paused") && s.current_step_index == Some(1)
         })
         .await;
-    assert_eq!(tls_weights(&cluster.virtual_service().await), (90, 10));
+    assert_eq!(tls_weights(&virtual_service(&cluster).await), (90, 10));
     let status = paused.status.clone().unwrap_or_default();
     assert_ne!(
         status.current_pod_hash,
@@ -309,7 +179,7 @@ async fn a_tls_only_virtual_service_under_a_rollout_naming_an_http_route_walks_e
         .expect("promoted");
     // The old ReplicaSet stays up for the default 30 s scale-down delay, as upstream asserts.
     cluster
-        .wait("v2 promoted: Healthy, the canary stable", |r| {
+        .wait_rollout("web", "v2 promoted: Healthy, the canary stable", 30, |r| {
             let s = r.status.clone().unwrap_or_default();
             s.phase.as_deref() == Some("Healthy")
                 && s.stable_rs.is_some()
@@ -318,10 +188,10 @@ async fn a_tls_only_virtual_service_under_a_rollout_naming_an_http_route_walks_e
         .await;
     let cluster = &cluster;
     eventually("the TLS route back at 100/0", 20, || async move {
-        (tls_weights(&cluster.virtual_service().await) == (100, 0)).then_some(())
+        (tls_weights(&virtual_service(cluster).await) == (100, 0)).then_some(())
     })
     .await;
-    let vs = cluster.virtual_service().await;
+    let vs = virtual_service(cluster).await;
     assert!(
         vs["spec"].get("http").is_none(),
         "no HTTP routes added: {vs:#}"
@@ -361,12 +231,8 @@ async fn recording_endpoint(requests: Requests) -> String {
 async fn an_argument_from_a_label_the_rollout_lacks_is_empty_and_the_analysis_runs() {
     let requests = Requests::default();
     let url = recording_endpoint(requests.clone()).await;
-    let cluster = Cluster::start().await;
-    let templates = Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), test_namespace());
-    cluster
-        .create(
-            &templates,
-            json!({
+    let cluster = cluster().await;
+    let template: AnalysisTemplate = serde_json::from_value(json!({
                 "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
                 "metadata": {"name": "check", "namespace": test_namespace()},
                 "spec": {
@@ -377,9 +243,12 @@ async fn an_argument_from_a_label_the_rollout_lacks_is_empty_and_the_analysis_ru
                         "provider": {"web": {"url": "{{args.url}}?rev={{args.rev}}", "jsonPath": "{$.ok}"}}
                     }]
                 }
-            }),
-        )
-        .await;
+    }))
+    .unwrap();
+    Api::<AnalysisTemplate>::namespaced(cluster.client.clone(), test_namespace())
+        .create(&PostParams::default(), &template)
+        .await
+        .expect("template created");
     let canary = json!({
         "steps": [
             {"setWeight": 50},
@@ -392,16 +261,8 @@ async fn an_argument_from_a_label_the_rollout_lacks_is_empty_and_the_analysis_ru
             }}
         ]
     });
-    cluster
-        .create(
-            &cluster.rollouts(),
-            rollout(
-                json!({"name": "web", "namespace": test_namespace()}),
-                canary,
-            ),
-        )
-        .await;
-    cluster.wait_healthy("v1 Healthy").await;
+    cluster.create_rollout(rollout(canary)).await;
+    cluster.wait_healthy("web", 30).await;
 
     let runs = Api::<AnalysisRun>::namespaced(cluster.client.clone(), test_namespace());
     let rev_of = |run: &AnalysisRun| {
@@ -412,8 +273,8 @@ async fn an_argument_from_a_label_the_rollout_lacks_is_empty_and_the_analysis_ru
             .find(|a| a.name == "rev")
             .and_then(|a| a.value.clone())
     };
-    cluster.merge_patch(set_image("web:v2")).await;
-    let v2 = cluster.wait_healthy("v2 analysed and promoted").await;
+    cluster.set_image("web", "web:v2").await;
+    let v2 = cluster.wait_healthy("web", 30).await;
     let status = v2.status.clone().unwrap();
     assert!(status.condition("InvalidSpec").is_none(), "{status:#?}");
     let listed = runs.list(&Default::default()).await.expect("runs listed");
@@ -429,11 +290,17 @@ async fn an_argument_from_a_label_the_rollout_lacks_is_empty_and_the_analysis_ru
     );
 
     // The update that adds the label, as upstream's next step does.
-    let mut update = set_image("web:v3");
-    update["metadata"] = json!({"labels": {"rev": "three"}});
-    cluster.merge_patch(update).await;
+    let update = json!({
+        "metadata": {"labels": {"rev": "three"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:v3"}]}}}
+    });
     cluster
-        .wait("v3 promoted", |r| {
+        .rollouts()
+        .patch("web", &PatchParams::default(), &Patch::Merge(&update))
+        .await
+        .expect("rollout patched");
+    cluster
+        .wait_rollout("web", "v3 promoted", 30, |r| {
             let s = r.status.clone().unwrap_or_default();
             s.phase.as_deref() == Some("Healthy")
                 && s.observed_generation_number() == r.metadata.generation
