@@ -281,7 +281,7 @@ fn init_logging(format: LogFormat, level: &str) {
 }
 
 /// The configuration for the cluster the flags, the environment or the pod point at.
-async fn kube_config(
+pub(crate) async fn kube_config(
     kubeconfig: Option<&PathBuf>,
     context: Option<&str>,
 ) -> anyhow::Result<kube::Config> {

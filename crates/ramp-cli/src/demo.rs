@@ -1,11 +1,13 @@
-//! `ramp demo`: a self-contained tour. Starts ramp-sim in-process, installs the CRDs and an
-//! Istio canary example gated by a success-rate analysis, runs the Rollout and AnalysisRun
+//! `ramp demo`: a self-contained tour. Starts ramp-sim in-process (or, with `--kubeconfig`,
+//! takes a namespace of an existing cluster: see [`cluster`]), installs the CRDs and an Istio
+//! canary example gated by a success-rate analysis, runs the Rollout and AnalysisRun
 //! controllers in-process, and narrates three releases: v2 passes its analysis and is promoted
 //! to 100 %; a broken v3 (pods never ready) is aborted by `progressDeadlineAbort`; a v4 whose
 //! pods answer 20 % errors is aborted by the analysis. Exits 0 only when the objects show the
 //! scenario ended as expected.
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
+use cluster::{DemoCluster, DemoObject};
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
@@ -13,8 +15,11 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use ramp_api::analysis::AnalysisTemplate;
 use ramp_api::rollout::Rollout;
 use ramp_controller::context::ControllerConfig;
+use ramp_controller::ops::WatchScope;
+use ramp_controller::ops::scope::INSTANCE_ID_LABEL;
 use ramp_controller::traffic::IstioApiVersion;
 use serde_json::{Value, json};
 use std::process::ExitCode;
@@ -22,9 +27,15 @@ use std::time::{Duration, Instant};
 
 mod analysis;
 mod bluegreen;
+mod cluster;
 
-const NS: &str = "default";
+pub use cluster::ClusterArgs;
+
 const ROLLOUT: &str = "demo";
+/// The tour's controllers take only objects labelled for this instance, and a controller
+/// already running on an existing cluster (Ramp's or Argo Rollouts', without this id) leaves
+/// the tour's alone.
+const INSTANCE_ID: &str = "ramp-demo";
 const STABLE: &str = "demo-stable";
 const CANARY: &str = "demo-canary";
 const VIRTUAL_SERVICE: &str = "demo-vsvc";
@@ -38,9 +49,12 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 55)]
     pub timeout_seconds: u64,
     /// What measures the canary's success rate: a private Prometheus (when a `prometheus`
-    /// binary is found, for `auto`) or the web provider reading ramp-sim's JSON report.
+    /// binary is found, for `auto`) or the web provider reading the traffic simulator's JSON
+    /// report.
     #[arg(long, value_enum, default_value_t = analysis::Measure::Auto)]
     pub metrics: analysis::Measure,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,13 +74,45 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
-        let outcome = match args.scenario {
-            Scenario::Canary => scenario(deadline, args.metrics)
-                .await
-                .map(|()| "v2 promoted to 100 %, broken v3 and failing v4 aborted, traffic on v2"),
-            Scenario::BlueGreen => bluegreen::scenario(deadline)
-                .await
-                .map(|()| bluegreen::FINISHED),
+        let (objects, traffic) = match args.scenario {
+            Scenario::Canary => (objects(), true),
+            Scenario::BlueGreen => (bluegreen::objects(), false),
+        };
+        let cluster = match DemoCluster::start(&args.cluster, traffic, &objects).await {
+            Ok(cluster) => cluster,
+            Err(err) => {
+                eprintln!("demo failed: {err:#}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        println!("{}", cluster.describe());
+        let tour = async {
+            match args.scenario {
+                Scenario::Canary => scenario(&cluster, deadline, args.metrics).await.map(
+                    |()| "v2 promoted to 100 %, broken v3 and failing v4 aborted, traffic on v2",
+                ),
+                Scenario::BlueGreen => bluegreen::scenario(&cluster, deadline)
+                    .await
+                    .map(|()| bluegreen::FINISHED),
+            }
+        };
+        // Ctrl-C ends the tour, not the process: an existing cluster is still cleaned up.
+        let outcome = tokio::select! {
+            outcome = tour => outcome,
+            _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+        };
+        let outcome = match (outcome, cluster.clean_up(&objects).await) {
+            (outcome, Ok(cleaned)) => {
+                if let Some(cleaned) = cleaned {
+                    println!("\n{cleaned}");
+                }
+                outcome
+            }
+            (Ok(_), Err(err)) => Err(err.context("the tour passed, but cleaning up failed")),
+            (Err(err), Err(cleaning)) => {
+                eprintln!("\ncannot clean up: {cleaning:#}");
+                Err(err)
+            }
         };
         match outcome {
             Ok(summary) => {
@@ -81,22 +127,40 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn scenario(deadline: Instant, measure: analysis::Measure) -> anyhow::Result<()> {
-    let sim_config = ramp_sim::SimConfig {
-        request_log_limit: Some(1_000),
-        ..ramp_sim::SimConfig::default()
-    };
-    let sim = ramp_sim::Sim::start(sim_config)
-        .await
-        .context("cannot start ramp-sim")?;
-    let client = sim.client();
-    println!("ramp-sim API server on {}", sim.api_url());
-    let metrics = analysis::Source::start(&sim, measure).await?;
+/// The canary tour's objects, in the order they are deleted.
+fn objects() -> Vec<DemoObject> {
+    vec![
+        DemoObject::of::<Rollout>(ROLLOUT),
+        DemoObject::of::<Service>(STABLE),
+        DemoObject::of::<Service>(CANARY),
+        DemoObject {
+            resource: IstioApiVersion::V1alpha3.virtual_service_resource(),
+            name: VIRTUAL_SERVICE,
+        },
+        DemoObject::of::<AnalysisTemplate>(analysis::TEMPLATE),
+    ]
+}
+
+/// The tour's controllers: the namespace of `client` only, the demo's instance only.
+fn watch_scope(client: &Client) -> WatchScope {
+    WatchScope {
+        namespace: Some(client.default_namespace().to_owned()),
+        instance_id: Some(INSTANCE_ID.to_owned()),
+    }
+}
+
+async fn scenario(
+    cluster: &DemoCluster,
+    deadline: Instant,
+    measure: analysis::Measure,
+) -> anyhow::Result<()> {
+    let client = cluster.client().clone();
+    let metrics = analysis::Source::start(cluster.metrics_url(), measure).await?;
     println!("success-rate gate: {}", metrics.describe());
-    install(&client).await?;
+    let crds = install(cluster).await?;
     metrics.install(&client).await?;
     println!(
-        "installed the CRDs, services {STABLE}/{CANARY}, VirtualService {VIRTUAL_SERVICE}, AnalysisTemplate {} and Rollout {ROLLOUT} (v1)\n",
+        "installed {crds}, services {STABLE}/{CANARY}, VirtualService {VIRTUAL_SERVICE}, AnalysisTemplate {} and Rollout {ROLLOUT} (v1)\n",
         analysis::TEMPLATE
     );
 
@@ -109,13 +173,15 @@ async fn scenario(deadline: Instant, measure: analysis::Measure) -> anyhow::Resu
     let config = ControllerConfig {
         istio_version: IstioApiVersion::V1alpha3,
         backoff_max: Duration::from_secs(2),
+        scope: watch_scope(&client),
         ..ControllerConfig::default()
     };
     let rollouts = ramp_controller::rollout::run(client.clone(), config, shutdown.clone());
     let runs = ramp_controller::analysis_run::run(
         client.clone(),
         ramp_controller::analysis_run::AnalysisRunConfig {
-            namespace: Some(NS.to_owned()),
+            namespace: Some(client.default_namespace().to_owned()),
+            instance_id: Some(INSTANCE_ID.to_owned()),
             backoff_max: Duration::from_secs(2),
             ..Default::default()
         },
@@ -132,7 +198,7 @@ async fn scenario(deadline: Instant, measure: analysis::Measure) -> anyhow::Resu
 }
 
 async fn releases(client: &Client, deadline: Instant) -> anyhow::Result<()> {
-    let rollouts = Api::<Rollout>::namespaced(client.clone(), NS);
+    let rollouts = Api::<Rollout>::default_namespaced(client.clone());
     let mut view = LiveView::default();
 
     view.title("v1: initial deploy");
@@ -195,7 +261,7 @@ async fn back_on_stable(client: &Client, aborted: &Rollout, v2_hash: &str) -> an
             status.stable_rs
         );
     }
-    let services = Api::<Service>::namespaced(client.clone(), NS);
+    let services = Api::<Service>::default_namespaced(client.clone());
     let stable = services
         .get(STABLE)
         .await
@@ -211,7 +277,7 @@ async fn back_on_stable(client: &Client, aborted: &Rollout, v2_hash: &str) -> an
     if weight != Some(0) {
         bail!("VirtualService gives the canary {weight:?} %, expected 0");
     }
-    let v2_rs = Api::<ReplicaSet>::namespaced(client.clone(), NS)
+    let v2_rs = Api::<ReplicaSet>::default_namespaced(client.clone())
         .get(&format!("{ROLLOUT}-{v2_hash}"))
         .await
         .context("cannot read v2's ReplicaSet")?;
@@ -252,7 +318,7 @@ async fn watch_until(
     what: &str,
     done: impl Fn(&Rollout, Option<i64>) -> bool,
 ) -> anyhow::Result<Rollout> {
-    let rollouts = Api::<Rollout>::namespaced(client.clone(), NS);
+    let rollouts = Api::<Rollout>::default_namespaced(client.clone());
     loop {
         let rollout = rollouts
             .get(ROLLOUT)
@@ -296,7 +362,7 @@ impl LiveView {
             .current_step_index
             .map_or_else(|| "-".to_owned(), |i| format!("{i}/{steps}"));
         let canary = weight.unwrap_or(0);
-        let mut sets = Api::<ReplicaSet>::namespaced(client.clone(), NS)
+        let mut sets = Api::<ReplicaSet>::default_namespaced(client.clone())
             .list(&ListParams::default().labels(&format!("app={ROLLOUT}")))
             .await
             .context("cannot list ReplicaSets")?
@@ -354,7 +420,7 @@ fn revision(rs: &ReplicaSet) -> i64 {
 }
 
 async fn latest_event(client: &Client) -> anyhow::Result<String> {
-    let events = Api::<Event>::namespaced(client.clone(), NS)
+    let events = Api::<Event>::default_namespaced(client.clone())
         .list(&ListParams::default())
         .await
         .context("cannot list events")?;
@@ -402,14 +468,14 @@ async fn canary_weight(client: &Client) -> anyhow::Result<Option<i64>> {
 }
 
 fn virtual_services(client: &Client) -> Api<DynamicObject> {
-    Api::namespaced_with(
+    Api::default_namespaced_with(
         client.clone(),
-        NS,
         &IstioApiVersion::V1alpha3.virtual_service_resource(),
     )
 }
 
-/// How a version's pods behave (ramp-sim reads it from pod annotations).
+/// How a version's pods behave: ramp-sim's kubelet (or kwok, on the real control plane) reads
+/// readiness from the pods' annotations, the traffic simulator their error rate.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Behaviour {
     Healthy,
@@ -449,26 +515,21 @@ async fn set_version(
     Ok(())
 }
 
-/// Ramp's CRDs and `extra_crds`, and the demo's Services (all selecting the rollout's pods).
+/// Ramp's CRDs and `extra_crds` where missing, and the demo's Services (all selecting the
+/// rollout's pods). Says which CRDs it installed.
 async fn install_base(
-    client: &Client,
+    cluster: &DemoCluster,
     extra_crds: Vec<CustomResourceDefinition>,
     service_names: &[&str],
-) -> anyhow::Result<()> {
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    let mut all = ramp_api::crd::all();
-    all.extend(extra_crds);
-    for crd in all {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .with_context(|| format!("cannot install CRD {name}"))?;
-    }
-    let services = Api::<Service>::namespaced(client.clone(), NS);
+) -> anyhow::Result<String> {
+    let mut crds = ramp_api::crd::all();
+    crds.extend(extra_crds);
+    let installed = cluster.install_crds(crds).await?;
+    let services = Api::<Service>::default_namespaced(cluster.client().clone());
     for name in service_names {
         let service: Service = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": NS},
+            "metadata": {"name": name},
             "spec": {"selector": {"app": ROLLOUT}, "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}
         }))?;
         services
@@ -476,18 +537,19 @@ async fn install_base(
             .await
             .with_context(|| format!("cannot create Service {name}"))?;
     }
-    Ok(())
+    Ok(installed)
 }
 
-async fn install(client: &Client) -> anyhow::Result<()> {
+async fn install(cluster: &DemoCluster) -> anyhow::Result<String> {
+    let client = cluster.client();
     let istio = vec![
         istio_crd("virtualservices", "VirtualService")?,
         istio_crd("destinationrules", "DestinationRule")?,
     ];
-    install_base(client, istio, &[STABLE, CANARY]).await?;
+    let installed = install_base(cluster, istio, &[STABLE, CANARY]).await?;
     let vs: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-        "metadata": {"name": VIRTUAL_SERVICE, "namespace": NS},
+        "metadata": {"name": VIRTUAL_SERVICE},
         "spec": {"hosts": [VIRTUAL_SERVICE], "http": [{"name": "primary", "route": [
             {"destination": {"host": STABLE}, "weight": 100},
             {"destination": {"host": CANARY}, "weight": 0}
@@ -499,7 +561,7 @@ async fn install(client: &Client) -> anyhow::Result<()> {
         .context("cannot create the VirtualService")?;
     let rollout: Rollout = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": ROLLOUT, "namespace": NS},
+        "metadata": {"name": ROLLOUT, "labels": {INSTANCE_ID_LABEL: INSTANCE_ID}},
         "spec": {
             "replicas": 5,
             "revisionHistoryLimit": 3,
@@ -524,11 +586,11 @@ async fn install(client: &Client) -> anyhow::Result<()> {
             }}
         }
     }))?;
-    Api::<Rollout>::namespaced(client.clone(), NS)
+    Api::<Rollout>::default_namespaced(client.clone())
         .create(&PostParams::default(), &rollout)
         .await
         .context("cannot create the Rollout")?;
-    Ok(())
+    Ok(installed)
 }
 
 fn istio_crd(plural: &str, kind: &str) -> anyhow::Result<CustomResourceDefinition> {

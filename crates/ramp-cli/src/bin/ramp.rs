@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Run the Rollout and AnalysisRun controllers against the current kube configuration.
     Controller(ramp_cli::controller::ControllerArgs),
-    /// Roll out two releases on an in-process emulated cluster, with a live view.
+    /// Roll out releases, with a live view, on an in-process emulated cluster or a test cluster.
     Demo(ramp_cli::demo::DemoArgs),
     /// Print the CustomResourceDefinitions of the argoproj.io/v1alpha1 kinds Ramp serves.
     Crds(ramp_cli::crds::CrdsArgs),

@@ -1,14 +1,13 @@
 //! The demo's SLO gate: a success-rate AnalysisTemplate the canary must pass at its first step.
-//! Measured by a private Prometheus scraping ramp-sim's Istio metrics when a `prometheus` binary
-//! is at hand, else by the web provider reading ramp-sim's per-version JSON report, so the demo
-//! runs anywhere. Also renders the newest run's measurements for the live view.
+//! Measured by a private Prometheus scraping the traffic simulator's Istio metrics when a
+//! `prometheus` binary is at hand, else by the web provider reading its per-version JSON report,
+//! so the demo runs anywhere. Also renders the newest run's measurements for the live view.
 
-use super::{CANARY, NS, ROLLOUT};
+use super::{CANARY, ROLLOUT};
 use anyhow::Context;
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use ramp_api::analysis::{AnalysisRun, AnalysisTemplate};
-use ramp_sim::SimHandle;
 use ramp_sim::prometheus::{Prometheus, find_binary};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -28,16 +27,15 @@ pub enum Measure {
 pub enum Source {
     /// A private Prometheus (kept running while the demo runs).
     Prometheus(Prometheus),
-    /// ramp-sim's `/api/v1/versions` report at this base URL.
+    /// The traffic simulator's `/api/v1/versions` report at this base URL.
     Web(String),
 }
 
 impl Source {
-    /// Prometheus when asked or (for `Auto`) when the binary exists, the web report otherwise.
-    pub async fn start(sim: &SimHandle, measure: Measure) -> anyhow::Result<Self> {
-        let metrics = sim
-            .metrics_url()
-            .context("ramp-sim runs without its traffic simulator")?;
+    /// Prometheus when asked or (for `Auto`) when the binary exists, the web report otherwise;
+    /// both read the traffic simulator serving `metrics_url`.
+    pub async fn start(metrics_url: Option<String>, measure: Measure) -> anyhow::Result<Self> {
+        let metrics = metrics_url.context("the traffic simulator is not running")?;
         let prometheus = match measure {
             Measure::Auto => find_binary().is_some(),
             Measure::Prometheus => true,
@@ -60,7 +58,9 @@ impl Source {
 
     pub fn describe(&self) -> String {
         match self {
-            Self::Prometheus(p) => format!("Prometheus at {} scraping ramp-sim", p.url()),
+            Self::Prometheus(p) => {
+                format!("Prometheus at {} scraping the traffic simulator", p.url())
+            }
             Self::Web(base) => {
                 format!("the web provider reads {base}/api/v1/versions")
             }
@@ -104,14 +104,14 @@ impl Source {
         };
         json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
-            "metadata": {"name": TEMPLATE, "namespace": NS},
+            "metadata": {"name": TEMPLATE},
             "spec": {"args": args, "metrics": [metric]}
         })
     }
 
     pub async fn install(&self, client: &Client) -> anyhow::Result<()> {
         let template: AnalysisTemplate = serde_json::from_value(self.template())?;
-        Api::<AnalysisTemplate>::namespaced(client.clone(), NS)
+        Api::<AnalysisTemplate>::default_namespaced(client.clone())
             .create(&PostParams::default(), &template)
             .await
             .context("cannot create the AnalysisTemplate")?;
@@ -129,7 +129,7 @@ pub fn step() -> Value {
 
 /// The newest AnalysisRun of the demo rollout and its measurements, one line.
 pub async fn newest_run(client: &Client) -> anyhow::Result<Option<String>> {
-    let runs = Api::<AnalysisRun>::namespaced(client.clone(), NS)
+    let runs = Api::<AnalysisRun>::default_namespaced(client.clone())
         .list(&ListParams::default().labels(&format!("app={ROLLOUT}")))
         .await
         .context("cannot list AnalysisRuns")?;

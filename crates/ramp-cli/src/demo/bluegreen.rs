@@ -1,9 +1,10 @@
 //! `ramp demo bluegreen`: the blue-green tour. Installs a Rollout with an active and a preview
-//! Service on the in-process ramp-sim, rolls out v2 behind the preview Service, promotes it by
+//! Service on the tour's cluster (the in-process ramp-sim by default), rolls out v2 behind the preview Service, promotes it by
 //! hand as `kubectl argo rollouts promote` does, and waits for blue's delayed scale-down.
 //! Exits 0 only when the objects show green active and blue scaled down.
 
-use super::{NS, ROLLOUT, healthy, revision, stable_hash};
+use super::cluster::{DemoCluster, DemoObject};
+use super::{INSTANCE_ID, ROLLOUT, healthy, revision, stable_hash, watch_scope};
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
@@ -12,6 +13,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use ramp_api::rollout::Rollout;
 use ramp_controller::context::ControllerConfig;
+use ramp_controller::ops::scope::INSTANCE_ID_LABEL;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -25,25 +27,26 @@ const SCALE_DOWN_DELAY_SECONDS: i32 = 3;
 /// What the closing line says happened.
 pub(super) const FINISHED: &str = "v2 previewed, promoted by hand, active on v2, v1 scaled down";
 
-pub(super) async fn scenario(deadline: Instant) -> anyhow::Result<()> {
-    let sim_config = ramp_sim::SimConfig {
-        traffic_enabled: false,
-        request_log_limit: Some(1_000),
-        ..ramp_sim::SimConfig::default()
-    };
-    let sim = ramp_sim::Sim::start(sim_config)
-        .await
-        .context("cannot start ramp-sim")?;
-    let client = sim.client();
-    println!("ramp-sim API server on {}", sim.api_url());
-    install(&client).await?;
+/// The blue-green tour's objects, in the order they are deleted.
+pub(super) fn objects() -> Vec<DemoObject> {
+    vec![
+        DemoObject::of::<Rollout>(ROLLOUT),
+        DemoObject::of::<Service>(ACTIVE),
+        DemoObject::of::<Service>(PREVIEW),
+    ]
+}
+
+pub(super) async fn scenario(cluster: &DemoCluster, deadline: Instant) -> anyhow::Result<()> {
+    let client = cluster.client().clone();
+    let crds = install(cluster).await?;
     println!(
-        "installed the CRDs, services {ACTIVE}/{PREVIEW} and blue-green Rollout {ROLLOUT} (v1, {REPLICAS} pods, \
+        "installed {crds}, services {ACTIVE}/{PREVIEW} and blue-green Rollout {ROLLOUT} (v1, {REPLICAS} pods, \
          previewReplicaCount {PREVIEW_REPLICAS}, manual promotion, scaleDownDelaySeconds {SCALE_DOWN_DELAY_SECONDS})\n"
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = ControllerConfig {
         backoff_max: Duration::from_secs(2),
+        scope: watch_scope(&client),
         ..ControllerConfig::default()
     };
     let controller = tokio::spawn(ramp_controller::rollout::run(
@@ -60,7 +63,7 @@ pub(super) async fn scenario(deadline: Instant) -> anyhow::Result<()> {
 }
 
 async fn release(client: &Client, deadline: Instant) -> anyhow::Result<()> {
-    let rollouts = Api::<Rollout>::namespaced(client.clone(), NS);
+    let rollouts = Api::<Rollout>::default_namespaced(client.clone());
     let mut view = LiveView::default();
 
     view.title("v1: initial deploy, active directly");
@@ -128,7 +131,7 @@ async fn release(client: &Client, deadline: Instant) -> anyhow::Result<()> {
             bail!("Service {service} selects {got:?}, expected v2's {want}");
         }
     }
-    let sets = Api::<ReplicaSet>::namespaced(client.clone(), NS);
+    let sets = Api::<ReplicaSet>::default_namespaced(client.clone());
     let blue = sets
         .get(&format!("{ROLLOUT}-{v1_hash}"))
         .await
@@ -155,7 +158,7 @@ async fn watch_until(
     what: &str,
     done: impl Fn(&Rollout) -> bool,
 ) -> anyhow::Result<Rollout> {
-    let rollouts = Api::<Rollout>::namespaced(client.clone(), NS);
+    let rollouts = Api::<Rollout>::default_namespaced(client.clone());
     loop {
         let rollout = rollouts
             .get(ROLLOUT)
@@ -189,7 +192,7 @@ impl LiveView {
 
     async fn show(&mut self, client: &Client, rollout: &Rollout) -> anyhow::Result<()> {
         let status = rollout.status.clone().unwrap_or_default();
-        let mut sets = Api::<ReplicaSet>::namespaced(client.clone(), NS)
+        let mut sets = Api::<ReplicaSet>::default_namespaced(client.clone())
             .list(&ListParams::default().labels(&format!("app={ROLLOUT}")))
             .await
             .context("cannot list ReplicaSets")?
@@ -247,7 +250,7 @@ impl LiveView {
     }
 
     async fn new_events(&mut self, client: &Client) -> anyhow::Result<Vec<String>> {
-        let mut events: Vec<Event> = Api::<Event>::namespaced(client.clone(), NS)
+        let mut events: Vec<Event> = Api::<Event>::default_namespaced(client.clone())
             .list(&ListParams::default())
             .await
             .context("cannot list events")?
@@ -289,7 +292,7 @@ impl LiveView {
 
 /// The `rollouts-pod-template-hash` a Service selects.
 async fn selector(client: &Client, service: &str) -> anyhow::Result<Option<String>> {
-    let found = Api::<Service>::namespaced(client.clone(), NS)
+    let found = Api::<Service>::default_namespaced(client.clone())
         .get(service)
         .await
         .with_context(|| format!("cannot read Service {service}"))?;
@@ -299,11 +302,11 @@ async fn selector(client: &Client, service: &str) -> anyhow::Result<Option<Strin
         .and_then(|s| s.get("rollouts-pod-template-hash").cloned()))
 }
 
-async fn install(client: &Client) -> anyhow::Result<()> {
-    super::install_base(client, Vec::new(), &[ACTIVE, PREVIEW]).await?;
+async fn install(cluster: &DemoCluster) -> anyhow::Result<String> {
+    let installed = super::install_base(cluster, Vec::new(), &[ACTIVE, PREVIEW]).await?;
     let rollout: Rollout = serde_json::from_value(json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": ROLLOUT, "namespace": NS},
+        "metadata": {"name": ROLLOUT, "labels": {INSTANCE_ID_LABEL: INSTANCE_ID}},
         "spec": {
             "replicas": REPLICAS,
             "revisionHistoryLimit": 3,
@@ -323,9 +326,9 @@ async fn install(client: &Client) -> anyhow::Result<()> {
             }}
         }
     }))?;
-    Api::<Rollout>::namespaced(client.clone(), NS)
+    Api::<Rollout>::default_namespaced(cluster.client().clone())
         .create(&PostParams::default(), &rollout)
         .await
         .context("cannot create the Rollout")?;
-    Ok(())
+    Ok(installed)
 }
