@@ -5,8 +5,8 @@
 //! and ReplicaSets left out, and a Service's type, affinity, traffic policy, target ports and
 //! allocated cluster IP (kept across updates, as the real registry does). Found by the
 //! differential test of the two tiers (ramp-controller's `tier_differential`).
-//! Admission plugins' additions (ServiceAccount token volumes, default tolerations) and
-//! validation are not emulated.
+//! Admission plugins' additions (ServiceAccount token volumes, default tolerations) are not
+//! emulated; the validation that follows defaulting is in `validation.rs`.
 
 use serde_json::{Map, Value, json};
 use std::sync::atomic::{AtomicU32, Ordering};

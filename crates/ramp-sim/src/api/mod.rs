@@ -20,6 +20,7 @@ mod server;
 pub mod status;
 pub mod store;
 mod table;
+mod validation;
 mod watch;
 
 pub use faults::{ErrorFault, FaultError, FaultTarget, Faults, LatencyFault, Verb};

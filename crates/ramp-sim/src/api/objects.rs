@@ -140,6 +140,20 @@ fn invalid(target: &Target, name: &str, field: &str, reason: &str, message: Stri
     )
 }
 
+/// The real server's validation of a built-in object's pod spec or template, after defaulting.
+fn check_builtin(target: &Target, name: &str, object: &Value) -> ApiResult<()> {
+    let causes = super::validation::causes(&target.def.group, &target.def.plural, object);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        &target.def.kind,
+        &target.def.group,
+        name,
+        causes,
+    ))
+}
+
 /// DNS-1123 subdomain (label for namespaces), as real name validation requires.
 fn name_problem(target: &Target, name: &str) -> Option<String> {
     let label_only = target.def.group.is_empty() && target.def.plural == "namespaces";
@@ -377,6 +391,7 @@ fn create_locked(
     }
     if !target.def.is_custom() {
         super::defaults::apply(&target.def.group, &target.def.plural, None, &mut object);
+        check_builtin(target, &name, &object)?;
     }
     reset_status_on_create(target, &mut object);
     let now = now_rfc3339();
@@ -513,6 +528,7 @@ pub(crate) fn commit_update(
     }
     if part != Part::Status && !target.def.is_custom() {
         super::defaults::apply(&target.def.group, &target.def.plural, Some(old), &mut new);
+        check_builtin(target, &name, &new)?;
     }
     // The body is at the request's version; the object is stored at the storage version
     // (`None` conversion: only `apiVersion` differs). An object still stored at an earlier
