@@ -401,7 +401,7 @@ impl LiveView {
             println!("      {run}");
             self.last_run = run;
         }
-        let event = latest_event(client).await?;
+        let event = latest_event(client, rollout).await?;
         if !event.is_empty() && event != self.last_event {
             println!("      event: {event}");
             self.last_event = event;
@@ -419,7 +419,7 @@ fn revision(rs: &ReplicaSet) -> i64 {
         .unwrap_or(0)
 }
 
-async fn latest_event(client: &Client) -> anyhow::Result<String> {
+async fn latest_event(client: &Client, rollout: &Rollout) -> anyhow::Result<String> {
     let events = Api::<Event>::default_namespaced(client.clone())
         .list(&ListParams::default())
         .await
@@ -427,7 +427,7 @@ async fn latest_event(client: &Client) -> anyhow::Result<String> {
     Ok(events
         .items
         .iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(ROLLOUT))
+        .filter(|e| is_about(e, rollout))
         .max_by_key(|e| {
             // The recorder folds repeats into a series: its last observation is the latest.
             let seen = e
@@ -451,6 +451,15 @@ async fn latest_event(client: &Client) -> anyhow::Result<String> {
             )
         })
         .unwrap_or_default())
+}
+
+/// Whether `event` is about this `rollout` object. By uid, not name: a Rollout of the same name
+/// that an earlier tour made in the namespace left its events behind (they expire after an
+/// hour), and they are not this one's story.
+fn is_about(event: &Event, rollout: &Rollout) -> bool {
+    let regarding = event.regarding.as_ref();
+    regarding.and_then(|r| r.uid.as_deref()) == rollout.metadata.uid.as_deref()
+        && regarding.and_then(|r| r.name.as_deref()) == Some(ROLLOUT)
 }
 
 /// The canary's weight in the VirtualService's primary route.

@@ -256,6 +256,23 @@ async fn demo_on_a_cluster_installs_missing_crds_works_in_a_namespace_of_its_own
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_run_again_in_the_same_namespace_narrates_only_its_own_rollouts_events() {
+    let cluster = existing_cluster().await;
+    let (output, took) = run_demo(Some(&cluster), &["bluegreen"]).await;
+    succeeded(&output, took);
+    // The first run's events about its Rollout `demo` stay in the namespace (they expire on
+    // their own); the second Rollout of that name must not show them as its own.
+    let (output, took) = run_demo(Some(&cluster), &["bluegreen"]).await;
+    let stdout = succeeded(&output, took);
+    bluegreen_shown(&stdout);
+    let v1 = stdout
+        .split("\n== ")
+        .find(|section| section.starts_with("v1: initial deploy"))
+        .expect("a v1 section");
+    assert!(!v1.contains("revision 2"), "{v1}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_on_a_cluster_refuses_a_namespace_holding_its_objects_and_leaves_them_alone() {
     let cluster = existing_cluster().await;
     let services = Api::<Service>::namespaced(cluster.client(), cluster.namespace());

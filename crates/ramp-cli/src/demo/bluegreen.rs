@@ -4,7 +4,7 @@
 //! Exits 0 only when the objects show green active and blue scaled down.
 
 use super::cluster::{DemoCluster, DemoObject};
-use super::{INSTANCE_ID, ROLLOUT, healthy, revision, stable_hash, watch_scope};
+use super::{INSTANCE_ID, ROLLOUT, healthy, is_about, revision, stable_hash, watch_scope};
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
@@ -243,20 +243,24 @@ impl LiveView {
             println!("{line}");
             self.last = line;
         }
-        for event in self.new_events(client).await? {
+        for event in self.new_events(client, rollout).await? {
             println!("      event: {event}");
         }
         Ok(())
     }
 
-    async fn new_events(&mut self, client: &Client) -> anyhow::Result<Vec<String>> {
+    async fn new_events(
+        &mut self,
+        client: &Client,
+        rollout: &Rollout,
+    ) -> anyhow::Result<Vec<String>> {
         let mut events: Vec<Event> = Api::<Event>::default_namespaced(client.clone())
             .list(&ListParams::default())
             .await
             .context("cannot list events")?
             .items
             .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(ROLLOUT))
+            .filter(|e| is_about(e, rollout))
             .collect();
         events.sort_by_key(|e| {
             let seen = e
