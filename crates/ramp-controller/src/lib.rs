@@ -10,4 +10,5 @@ pub mod memory;
 pub mod metrics;
 pub mod ops;
 pub mod rollout;
+pub mod runtime;
 pub mod traffic;

@@ -129,10 +129,6 @@ pub async fn run(
     config: AnalysisRunConfig,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let runs: Api<GuardedRun> = match &config.namespace {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    };
     let reporter = Reporter {
         controller: config.reporter.clone(),
         instance: config.instance.clone(),
@@ -159,8 +155,24 @@ pub async fn run(
         );
     }
     let memory = ctx.clone();
+    let watches = crate::runtime::Watches::new(
+        ctx.client.clone(),
+        config
+            .metrics
+            .as_ref()
+            .map(|metrics| metrics.watch_liveness())
+            .unwrap_or_default(),
+        "analysisrun",
+    );
     let (cached_runs, run_events) = crate::ops::metrics::own_objects(
-        runs,
+        &watches,
+        "analysisruns",
+        |client| -> Api<GuardedRun> {
+            match &config.namespace {
+                Some(namespace) => Api::namespaced(client.clone(), namespace),
+                None => Api::all(client.clone()),
+            }
+        },
         watcher::Config::default().labels(&selector),
         config.metrics.as_ref(),
         move |gone| memory.memory.forget(gone),

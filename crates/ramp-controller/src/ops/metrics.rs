@@ -4,6 +4,7 @@
 //! Rendering is the Prometheus text format 0.0.4; serving it is `ops::http`'s job.
 
 use crate::memory::Gone;
+use crate::runtime::{WatchLiveness, Watches};
 use futures::future::BoxFuture;
 use futures::{Stream, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -210,12 +211,14 @@ pub fn prune_metadata(metadata: &mut ObjectMeta) {
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// The watch of a controller's own objects, for `Controller::for_stream`: reflected into the
-/// returned store, which `metrics` (when set) reads, with a flag raised by the first complete
-/// list. The flag is not `Store::wait_until_ready`: that signal wakes only its most recent
+/// The watch of a controller's own objects (`resource` of `watches`), for
+/// `Controller::for_stream`: reflected into the returned store, which `metrics` (when set)
+/// reads, with a flag raised by the first complete list. The flag is not `Store::wait_until_ready`: that signal wakes only its most recent
 /// waiter, and the controller itself waits on it before its first reconcile.
 pub fn own_objects<K>(
-    api: Api<K>,
+    watches: &Watches,
+    resource: &str,
+    api: impl FnOnce(&kube::Client) -> Api<K>,
     config: watcher::Config,
     metrics: Option<&Arc<Metrics>>,
     gone: impl Fn(&Gone) + Send + Sync + 'static,
@@ -233,8 +236,8 @@ where
     }
     let metrics = metrics.cloned();
     let cached = store.clone();
-    let events = watcher(api, config)
-        .default_backoff()
+    let events = watches
+        .watch(resource, api, config)
         .modify(K::prune)
         .reflect(writer)
         .inspect_ok(move |event| {
@@ -268,6 +271,8 @@ pub struct Metrics {
     reactions: Mutex<Reactions>,
     /// How many objects each controller keeps per-object memory for.
     remembered: Mutex<BTreeMap<ControllerKind, RememberedCount>>,
+    /// Whether each watch of the controllers is live, for readiness.
+    watches: Arc<WatchLiveness>,
 }
 
 type RememberedCount = Box<dyn Fn() -> usize + Send + Sync>;
@@ -290,7 +295,13 @@ impl Metrics {
             analysis_runs: Mutex::new(None),
             reactions: Mutex::new(Reactions::default()),
             remembered: Mutex::new(BTreeMap::new()),
+            watches: Arc::default(),
         }
+    }
+
+    /// Where the controllers' watches report whether they are live (readiness reads it).
+    pub fn watch_liveness(&self) -> Arc<WatchLiveness> {
+        self.watches.clone()
     }
 
     /// Reports `count` (the objects a controller remembers between reconciles) as

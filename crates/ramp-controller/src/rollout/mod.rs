@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::executor;
 use crate::memory::Gone;
 use crate::ops::metrics::{ControllerKind, prune_metadata};
+use crate::runtime::Watches;
 use crate::traffic::{ObjectName, RolloutTrafficTarget};
 use futures::{Future, FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -38,34 +39,46 @@ pub async fn run(
     config: ControllerConfig,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    // Every watch retries on its own and reports whether it is live (`runtime::watch`).
+    let watches = Watches::new(
+        client.clone(),
+        config
+            .metrics
+            .as_ref()
+            .map(|metrics| metrics.watch_liveness())
+            .unwrap_or_default(),
+        "rollout",
+    );
     let (replica_set_store, replica_set_writer) = reflector::store::<ReplicaSet>();
     // One watch on ReplicaSets feeds both the snapshot cache and the owner triggers.
-    let replica_sets = watcher(
-        config.scope.api::<ReplicaSet>(&client),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(prune_replica_set)
-    .reflect(replica_set_writer)
-    .touched_objects();
+    let replica_sets = watches
+        .watch(
+            "replicasets",
+            |client| config.scope.api::<ReplicaSet>(client),
+            watcher::Config::default(),
+        )
+        .modify(prune_replica_set)
+        .reflect(replica_set_writer)
+        .touched_objects();
     let (run_store, run_writer) = reflector::store::<AnalysisRun>();
     // Only runs a rollout created carry `rollout-type`; Experiments' and users' runs do not.
-    let analysis_runs = watcher(
-        config.scope.api::<AnalysisRun>(&client),
-        watcher::Config::default().labels(ROLLOUT_TYPE_LABEL),
-    )
-    .default_backoff()
-    .modify(prune_analysis_run)
-    .reflect(run_writer)
-    .inspect_ok({
-        let metrics = config.metrics.clone();
-        move |event| {
-            if let Some(metrics) = &metrics {
-                metrics.rollout_run_seen(event);
+    let analysis_runs = watches
+        .watch(
+            "analysisruns",
+            |client| config.scope.api::<AnalysisRun>(client),
+            watcher::Config::default().labels(ROLLOUT_TYPE_LABEL),
+        )
+        .modify(prune_analysis_run)
+        .reflect(run_writer)
+        .inspect_ok({
+            let metrics = config.metrics.clone();
+            move |event| {
+                if let Some(metrics) = &metrics {
+                    metrics.rollout_run_seen(event);
+                }
             }
-        }
-    })
-    .touched_objects();
+        })
+        .touched_objects();
     let istio_served = serves_group(&client, "networking.istio.io").await;
     let ctx = Arc::new(
         Context::new(client.clone(), replica_set_store, config.clone())
@@ -81,7 +94,9 @@ pub async fn run(
     }
     let memory = ctx.clone();
     let (rollouts, rollout_events) = crate::ops::metrics::own_objects(
-        config.scope.api::<GuardedRollout>(&client),
+        &watches,
+        "rollouts",
+        |client| config.scope.api::<GuardedRollout>(client),
         config.scope.instance_watch(),
         config.metrics.as_ref(),
         move |gone| memory.forget(gone),
@@ -91,14 +106,24 @@ pub async fn run(
     let mut controller = controller
         .owns_stream(replica_sets)
         .owns_stream(analysis_runs)
-        .watches(
-            config.scope.api::<PartialObjectMeta<Service>>(&client),
-            watcher::Config::default(),
+        .watches_stream(
+            watches
+                .watch(
+                    "services",
+                    |client| config.scope.api::<PartialObjectMeta<Service>>(client),
+                    watcher::Config::default(),
+                )
+                .touched_objects(),
             referencing("Service", rollouts.clone()),
         )
-        .watches(
-            config.scope.api::<PartialObjectMeta<Ingress>>(&client),
-            watcher::Config::default(),
+        .watches_stream(
+            watches
+                .watch(
+                    "ingresses",
+                    |client| config.scope.api::<PartialObjectMeta<Ingress>>(client),
+                    watcher::Config::default(),
+                )
+                .touched_objects(),
             referencing("Ingress", rollouts.clone()),
         );
     if istio_served {
@@ -112,11 +137,17 @@ pub async fn run(
                 config.istio_version.destination_rule_resource(),
             ),
         ] {
-            controller = controller.watches_with(
-                config.scope.api_with(&client, &resource),
-                resource.clone(),
-                watcher::Config::default(),
+            let objects = watches
+                .watch(
+                    &resource.plural,
+                    |client| config.scope.api_with(client, &resource),
+                    watcher::Config::default(),
+                )
+                .touched_objects();
+            controller = controller.watches_stream_with(
+                objects,
                 referencing(kind, rollouts.clone()),
+                resource,
             );
         }
     }
