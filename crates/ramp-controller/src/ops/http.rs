@@ -17,7 +17,8 @@ pub fn metrics_routes(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
-/// `GET /healthz` (200 "ok" while the process serves) and `GET /readyz`.
+/// `GET /healthz` (200 "ok" while the process serves) and `GET /readyz` (200 "ok: <state>", or
+/// 503 "not ready: <why>", naming each watch down past its grace period and for how long).
 pub fn health_routes(health: Arc<Health>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
