@@ -24,25 +24,36 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::{Layer, Service};
 
-/// One mutating request a controller's client sent.
+/// One request a controller's client sent.
 #[derive(Clone, Debug)]
-pub struct SentWrite {
+pub struct SentRequest {
     pub at: Instant,
     pub method: Method,
     pub path: String,
+    /// The query string (`watch=true&resourceVersion=...`), empty when there is none.
+    pub query: String,
 }
 
-/// Records every non-GET request passing through a client.
+/// Records every request passing through a client: its writes, and its reads apart.
 #[derive(Clone, Default)]
-pub struct WriteLog(pub Arc<Mutex<Vec<SentWrite>>>);
+pub struct WriteLog(pub Arc<Mutex<Vec<SentRequest>>>);
 
 impl WriteLog {
-    pub fn writes(&self) -> Vec<SentWrite> {
+    /// Every non-GET request.
+    pub fn writes(&self) -> Vec<SentRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method != Method::GET)
+            .collect()
+    }
+
+    /// Every request, reads included, in the order sent.
+    pub fn requests(&self) -> Vec<SentRequest> {
         self.0.lock().unwrap().clone()
     }
 
     /// Writes other than the lease's.
-    pub fn controller_writes(&self) -> Vec<SentWrite> {
+    pub fn controller_writes(&self) -> Vec<SentRequest> {
         self.writes()
             .into_iter()
             .filter(|w| !w.path.contains("/leases"))
@@ -80,21 +91,25 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if request.method() != Method::GET {
-            self.log.0.lock().unwrap().push(SentWrite {
-                at: Instant::now(),
-                method: request.method().clone(),
-                path: request.uri().path().to_owned(),
-            });
-        }
+        self.log.0.lock().unwrap().push(SentRequest {
+            at: Instant::now(),
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().unwrap_or_default().to_owned(),
+        });
         Box::pin(self.inner.call(request))
     }
 }
 
 /// A client of the cluster through Ramp's own stack, plus a write recorder.
 pub fn recorded_client(cluster: &TestCluster, options: &ClientOptions) -> (Client, WriteLog) {
+    recorded_client_for(cluster.client_config(), options)
+}
+
+/// [`recorded_client`] for a configuration of the caller's (another address, say).
+pub fn recorded_client_for(config: kube::Config, options: &ClientOptions) -> (Client, WriteLog) {
     let log = WriteLog::default();
-    let client = ClientBuilder::try_from(cluster.client_config())
+    let client = ClientBuilder::try_from(config)
         .unwrap()
         .with_layer(&log)
         .with_layer(&RequestMetricsLayer::new(options.metrics.clone()))
@@ -153,10 +168,37 @@ impl RunningController {
         lease: Option<LeaseConfig>,
         scope: WatchScope,
     ) -> Self {
+        Self::launch(cluster.client_config(), name, lease, scope, Health::new)
+    }
+
+    /// [`RunningController::start`] with its client on `config` (the cluster through a proxy,
+    /// say) and readiness failing once a watch is down for longer than `watch_grace`.
+    pub fn start_through(
+        cluster: &TestCluster,
+        name: &str,
+        config: kube::Config,
+        watch_grace: Duration,
+    ) -> Self {
+        let scope = WatchScope {
+            namespace: cluster.is_real().then(|| test_namespace().to_owned()),
+            ..WatchScope::default()
+        };
+        Self::launch(config, name, None, scope, |metrics| {
+            Health::new(metrics).with_watch_grace(watch_grace)
+        })
+    }
+
+    fn launch(
+        config: kube::Config,
+        name: &str,
+        lease: Option<LeaseConfig>,
+        scope: WatchScope,
+        health: impl FnOnce(Arc<Metrics>) -> Health,
+    ) -> Self {
         let metrics = Arc::new(Metrics::new("test"));
-        let health = Arc::new(Health::new(metrics.clone()));
-        let (client, writes) = recorded_client(
-            cluster,
+        let health = Arc::new(health(metrics.clone()));
+        let (client, writes) = recorded_client_for(
+            config,
             &ClientOptions {
                 qps: 0.0,
                 burst: 0,
