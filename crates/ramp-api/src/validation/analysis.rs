@@ -257,6 +257,14 @@ fn check_metric(problems: &mut Problems, path: &FieldPath, metric: &Metric) {
             check_nil_helpers(problems, &path.child(field), condition);
         }
     }
+    if metric.failure_condition.is_some() && metric.success_condition.is_none() {
+        // Upstream's rule, kept: without a successCondition a measurement passes unless the
+        // failureCondition is true, and every comparison with NaN is false.
+        problems.warning(
+            &path.child("failureCondition"),
+            "is the only condition, so a measurement passes whenever it is not true: a NaN result (e.g. a ratio over no traffic) passes and the rollout promotes, as upstream; add a successCondition (e.g. `result[0] >= 0.95`) to require a real value",
+        );
+    }
     check_provider(problems, &path.child("provider"), &metric.provider);
 }
 

@@ -241,3 +241,32 @@ fn experiment_rules() {
         ]
     );
 }
+
+#[test]
+fn a_failure_condition_alone_passes_nan_and_is_warned_about() {
+    let template = |conditions: Value| -> AnalysisTemplate {
+        let mut metric = json!({"name": "success-rate", "interval": "1m",
+            "provider": {"prometheus": {"address": "http://prometheus:9090", "query": "q"}}});
+        merge(&mut metric, &conditions);
+        serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": "t"}, "spec": {"metrics": [metric]}
+        }))
+        .expect("template deserializes")
+    };
+    assert_eq!(
+        lines(&validate_analysis_template(&template(
+            json!({"failureCondition": "result[0] < 0.95"})
+        ))),
+        vec![
+            "warning: spec.metrics[0].failureCondition: is the only condition, so a measurement passes whenever it is not true: a NaN result (e.g. a ratio over no traffic) passes and the rollout promotes, as upstream; add a successCondition (e.g. `result[0] >= 0.95`) to require a real value"
+        ]
+    );
+    let both = template(
+        json!({"failureCondition": "result[0] < 0.95", "successCondition": "result[0] >= 0.95"}),
+    );
+    assert_eq!(
+        lines(&validate_analysis_template(&both)),
+        Vec::<String>::new()
+    );
+}
