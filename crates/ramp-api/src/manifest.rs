@@ -41,24 +41,46 @@ fn position(line: Option<u64>, column: Option<u64>) -> String {
 }
 
 /// Parses every document of a YAML stream; empty documents are dropped.
+///
+/// The parser's default budget (1 024 documents, 250 000 nodes) would refuse a large but
+/// ordinary stream such as a cluster's export; its limits on documents, nodes and events are
+/// raised to what the text itself could hold, so only amplification (aliases, nesting) is
+/// refused, in words that say which limit was hit. Callers bound the text's size.
 pub fn parse_stream(text: &str) -> Result<ParsedStream, SyntaxError> {
-    let nodes: Vec<YamlNode> = serde_saphyr::from_multiple(text).map_err(|err| {
-        let location = err.location();
-        let options = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
-        let mut message = err.render_with_options(options);
-        // The position is reported separately; drop the parser's own copy of it.
-        if let Some(location) = location {
-            let suffix = format!(" at line {}, column {}", location.line(), location.column());
-            if let Some(stripped) = message.strip_suffix(&suffix) {
-                message = stripped.to_owned();
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: text.len().max(1_024),
+            max_nodes: text.len().max(250_000),
+            max_events: text.len().saturating_mul(2).max(1_000_000),
+            max_total_scalar_bytes: text.len().max(64 * 1024 * 1024),
+        },
+    };
+    let nodes: Vec<YamlNode> =
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|err| {
+            if let Some(breach) = budget_breach(&err) {
+                return SyntaxError {
+                    line: None,
+                    column: None,
+                    message: breach,
+                };
             }
-        }
-        SyntaxError {
-            line: location.map(|l| l.line()),
-            column: location.map(|l| l.column()),
-            message,
-        }
-    })?;
+            let location = err.location();
+            let options =
+                serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
+            let mut message = err.render_with_options(options);
+            // The position is reported separately; drop the parser's own copy of it.
+            if let Some(location) = location {
+                let suffix = format!(" at line {}, column {}", location.line(), location.column());
+                if let Some(stripped) = message.strip_suffix(&suffix) {
+                    message = stripped.to_owned();
+                }
+            }
+            SyntaxError {
+                line: location.map(|l| l.line()),
+                column: location.map(|l| l.column()),
+                message,
+            }
+        })?;
     let mut parsed = ParsedStream::default();
     for node in nodes.into_iter().filter(|n| *n != YamlNode::Null) {
         let document = parsed.documents.len();
@@ -73,6 +95,34 @@ pub fn parse_stream(text: &str) -> Result<ParsedStream, SyntaxError> {
             }));
     }
     Ok(parsed)
+}
+
+/// The limit a stream breached, in plain words; `None` for any other error.
+fn budget_breach(mut err: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::budget::BudgetBreach;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = err
+    {
+        err = error;
+    }
+    let serde_saphyr::Error::Budget { breach, .. } = err else {
+        return None;
+    };
+    Some(match breach {
+        BudgetBreach::Depth { depth } => format!(
+            "nests collections more than {} levels deep, deeper than any manifest needs; the parser stops there",
+            depth.saturating_sub(1)
+        ),
+        BudgetBreach::Aliases { .. }
+        | BudgetBreach::Anchors { .. }
+        | BudgetBreach::AliasAnchorRatio { .. }
+        | BudgetBreach::RecordedAnchorEvents { .. }
+        | BudgetBreach::RecordedAnchorBytes { .. }
+        | BudgetBreach::MergeKeys { .. } => format!(
+            "uses YAML anchors and aliases (or merge keys) to expand far beyond its own size ({breach:?}); the parser refuses it as a possible \"billion laughs\" input"
+        ),
+        other => format!("is too large for the parser ({other:?}); split it into smaller files"),
+    })
 }
 
 /// A YAML node as written, including what JSON cannot hold (mappings used as keys). Manifests
@@ -298,6 +348,19 @@ mod tests {
             .iter()
             .map(|n| format!("{}#{}: {}", n.document, n.field, n.message))
             .collect()
+    }
+
+    #[test]
+    fn many_documents_are_read_but_deep_nesting_is_refused_in_plain_words() {
+        let stream = "a: 1\n---\n".repeat(5_000);
+        assert_eq!(parse_stream(&stream).map(|p| p.documents.len()), Ok(5_000));
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let err = parse_stream(&deep).expect_err("too deep");
+        assert!(
+            err.message
+                .starts_with("nests collections more than 64 levels deep"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -117,6 +117,8 @@ impl fmt::Display for Unreadable {
 pub struct Report {
     pub findings: Vec<Finding>,
     pub unreadable: Vec<Unreadable>,
+    /// What could not be checked, in one line each (e.g. templates no input defines).
+    pub notes: Vec<String>,
     pub summary: Summary,
 }
 
@@ -156,6 +158,9 @@ pub fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
             for unreadable in &report.unreadable {
                 eprintln!("error: {unreadable}");
             }
+            for note in &report.notes {
+                eprintln!("note: {note}");
+            }
             let s = &report.summary;
             eprintln!(
                 "{} error(s), {} warning(s), {} unreadable input(s) in {} document(s) from {} file(s)",
@@ -191,6 +196,9 @@ pub fn lint(args: &LintArgs) -> Report {
 
     let documents = inputs.documents;
     report.summary.documents = documents.len();
+    report
+        .notes
+        .extend(unchecked_templates_note(&documents, &referable));
     for document in &documents {
         let catalogs = if shadowing.contains(document.file.as_str()) {
             own_catalogs
@@ -244,9 +252,9 @@ fn collect_sources(inputs: &[PathBuf], unreadable: &mut Vec<Unreadable>) -> Vec<
         }
         match std::fs::metadata(input) {
             Ok(meta) if meta.is_dir() => {
-                let mut files = Vec::new();
-                walk_directory(input, &mut files, unreadable);
-                sources.extend(files.into_iter().map(Source::File));
+                let mut walk = DirectoryWalk::default();
+                walk.directory(input, unreadable);
+                sources.extend(walk.files.into_iter().map(Source::File));
             }
             Ok(_) => sources.push(Source::File(input.clone())),
             Err(err) => unreadable.push(Unreadable {
@@ -266,26 +274,49 @@ fn is_manifest_file(path: &Path) -> bool {
         .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
 }
 
-fn walk_directory(dir: &Path, files: &mut Vec<PathBuf>, unreadable: &mut Vec<Unreadable>) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) => {
-            unreadable.push(Unreadable {
-                file: dir.display().to_string(),
-                line: None,
-                column: None,
-                message: format!("cannot read directory: {err}"),
-            });
+/// A recursive walk that follows symbolic links but enters each directory, and reads each
+/// file, once: a link back up the tree (`ln -s .. d/up`) or to itself (`ln -s . d/self`) would
+/// otherwise never end or lint the same documents again under another name.
+#[derive(Default)]
+struct DirectoryWalk {
+    files: Vec<PathBuf>,
+    seen: std::collections::HashSet<PathBuf>,
+}
+
+impl DirectoryWalk {
+    /// Whether `path` (resolved through its links) has not been visited yet; marks it.
+    fn first_visit(&mut self, path: &Path) -> bool {
+        match std::fs::canonicalize(path) {
+            Ok(real) => self.seen.insert(real),
+            // Unresolvable (a dangling link): reading it reports the problem.
+            Err(_) => true,
+        }
+    }
+
+    fn directory(&mut self, dir: &Path, unreadable: &mut Vec<Unreadable>) {
+        if !self.first_visit(dir) {
             return;
         }
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        if path.is_dir() {
-            walk_directory(&path, files, unreadable);
-        } else if is_manifest_file(&path) {
-            files.push(path);
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) => {
+                unreadable.push(Unreadable {
+                    file: dir.display().to_string(),
+                    line: None,
+                    column: None,
+                    message: format!("cannot read directory: {err}"),
+                });
+                return;
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            if path.is_dir() {
+                self.directory(&path, unreadable);
+            } else if is_manifest_file(&path) && self.first_visit(&path) {
+                self.files.push(path);
+            }
         }
     }
 }
@@ -369,6 +400,57 @@ impl Catalogs {
     }
 }
 
+/// A template reference is only checked when templates of its kind (namespaced or cluster)
+/// were read; otherwise it passes silently, which this one line says, naming the templates.
+fn unchecked_templates_note(documents: &[LoadedDocument], objects: &[Referable]) -> Option<String> {
+    let known = |kind: &str| objects.iter().any(|o| o.kind == kind);
+    let (namespaced_known, cluster_known) =
+        (known("AnalysisTemplate"), known("ClusterAnalysisTemplate"));
+    let mut unchecked = BTreeSet::new();
+    for document in documents {
+        template_references(&document.value, &mut |name, cluster| {
+            let scope_known = if cluster {
+                cluster_known
+            } else {
+                namespaced_known
+            };
+            if !scope_known {
+                unchecked.insert(name.to_owned());
+            }
+        });
+    }
+    if unchecked.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = unchecked.iter().map(String::as_str).collect();
+    Some(format!(
+        "{} analysis template(s) referenced but not read were not checked ({}); pass --templates-from DIR (or lint them with the rollouts) to check them",
+        names.len(),
+        names.join(", ")
+    ))
+}
+
+/// Calls `found` with every `templateName` under `value` and whether it is cluster-scoped.
+fn template_references(value: &Value, found: &mut impl FnMut(&str, bool)) {
+    match value {
+        Value::Object(map) => {
+            if let Some(name) = map.get("templateName").and_then(Value::as_str) {
+                let cluster = map.get("clusterScope").and_then(Value::as_bool) == Some(true);
+                found(name, cluster);
+            }
+            for child in map.values() {
+                template_references(child, found);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                template_references(item, found);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Files holding an object whose kind and name another file also uses: documents of those
 /// files get catalogs of their own ([`Catalogs::for_file`]); all others share one.
 fn files_with_shadowing_objects(objects: &[Referable]) -> BTreeSet<&str> {
@@ -395,15 +477,30 @@ struct LoadedDocument {
     notes: Vec<Problem>,
 }
 
-fn read_source(source: &Source) -> std::io::Result<String> {
-    match source {
-        Source::File(path) => std::fs::read_to_string(path),
-        Source::Stdin => {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text)?;
-            Ok(text)
-        }
+/// The most `ramp lint` reads from one input. A manifest stream this large is already far
+/// beyond anything applied in one go; the cap keeps an endless input (`/dev/zero`, a pipe that
+/// never closes) from filling memory.
+pub const MAX_INPUT_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Reads one input, refusing more than [`MAX_INPUT_BYTES`] and text that is not UTF-8.
+fn read_source(source: &Source) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    let read = match source {
+        Source::File(path) => std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes)),
+        Source::Stdin => std::io::stdin()
+            .lock()
+            .take(MAX_INPUT_BYTES + 1)
+            .read_to_end(&mut bytes),
+    };
+    read.map_err(|err| format!("cannot read: {err}"))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(format!(
+            "cannot read: larger than {} MiB, the most ramp lint reads from one input; split it into smaller files",
+            MAX_INPUT_BYTES / (1024 * 1024)
+        ));
     }
+    String::from_utf8(bytes).map_err(|err| format!("cannot read: not UTF-8 text ({err})"))
 }
 
 /// Parses one input into its argoproj documents; other documents (Services, Ingresses, Helm
@@ -412,12 +509,12 @@ fn load_source(source: &Source, loaded: &mut Loaded, unreadable: &mut Vec<Unread
     let file = source.display();
     let text = match read_source(source) {
         Ok(text) => text,
-        Err(err) => {
+        Err(message) => {
             unreadable.push(Unreadable {
                 file,
                 line: None,
                 column: None,
-                message: format!("cannot read: {err}"),
+                message,
             });
             return;
         }

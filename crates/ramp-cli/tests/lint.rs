@@ -6,6 +6,7 @@ use assert_cmd::cargo::cargo_bin_cmd;
 use pretty_assertions::assert_eq;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lint")
@@ -113,6 +114,12 @@ fn template_references_are_checked_only_when_templates_are_given() {
         expected(&[ROLLOUT_FINDINGS, OTHER_ROLLOUT_FINDINGS, &[ALB_WARNING]])
     );
     assert_eq!(alone.code, Some(1));
+    // What was not checked is said, once.
+    assert_eq!(
+        alone.stderr,
+        "note: 4 analysis template(s) referenced but not read were not checked (also-success-rate, latency, success-rat, success-rate); pass --templates-from DIR (or lint them with the rollouts) to check them\n\
+         10 error(s), 1 warning(s), 0 unreadable input(s) in 7 document(s) from 1 file(s)\n"
+    );
 
     // --templates-from makes the templates known without linting them.
     let with_templates = lint_in(&errors, &["-f", "rollout.yaml", "--templates-from", "."]);
@@ -371,4 +378,105 @@ fn upstream_e2e_cases_lint_clean() {
         "warning: ./label-argument.yaml: Rollout default/orders: spec.strategy.canary.steps[1].analysis.args[0].valueFrom.fieldRef.fieldPath: \"metadata.labels['release']\" refers to the label \"release\", which the rollout does not have: the argument is an empty string until it does\n"
     );
     assert_eq!(outcome.code, Some(0), "stderr: {}", outcome.stderr);
+}
+
+/// A directory of this test's own under the system's temporary directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ramp-lint-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const SMALL_TEMPLATE: &str = "apiVersion: argoproj.io/v1alpha1\nkind: AnalysisTemplate\nmetadata: {name: t}\nspec: {metrics: [{name: m, provider: {web: {url: 'http://x'}}}]}\n";
+
+/// `ramp lint` with a deadline: a run that does not end fails the test instead of hanging it.
+fn lint_with_deadline(dir: &Path, args: &[&str]) -> Outcome {
+    let output = cargo_bin_cmd!("ramp")
+        .current_dir(dir)
+        .arg("lint")
+        .args(args)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("ramp runs");
+    Outcome {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn directory_links_are_followed_once_so_loops_end_and_files_count_once() {
+    let scratch = Scratch::new("links");
+    let manifests = scratch.0.join("manifests");
+    std::fs::create_dir(&manifests).expect("manifests directory");
+    std::fs::write(manifests.join("template.yaml"), SMALL_TEMPLATE).expect("manifest written");
+    // A loop back up the tree and a link to the directory itself.
+    std::os::unix::fs::symlink("..", manifests.join("up")).expect("link up");
+    std::os::unix::fs::symlink(".", manifests.join("self")).expect("link to itself");
+
+    let outcome = lint_with_deadline(&scratch.0, &["-f", "manifests"]);
+    assert_eq!(
+        outcome.code,
+        Some(0),
+        "a run that never ended has no code: {}",
+        outcome.stderr
+    );
+    assert_eq!(
+        outcome.stderr,
+        "0 error(s), 0 warning(s), 0 unreadable input(s) in 1 document(s) from 1 file(s)\n"
+    );
+}
+
+#[test]
+fn a_stream_of_58000_documents_is_read_whole() {
+    let scratch = Scratch::new("many-documents");
+    let stream: String = (0..58_000)
+        .map(|i| SMALL_TEMPLATE.replace("name: t}", &format!("name: t{i}}}")) + "---\n")
+        .collect();
+    std::fs::write(scratch.0.join("export.yaml"), stream).expect("stream written");
+
+    let outcome = lint_with_deadline(&scratch.0, &["-f", "export.yaml"]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    assert_eq!(
+        outcome.stderr,
+        "0 error(s), 0 warning(s), 0 unreadable input(s) in 58000 document(s) from 1 file(s)\n"
+    );
+}
+
+#[test]
+fn an_endless_input_is_refused_at_the_size_cap() {
+    let outcome = lint_with_deadline(Path::new("/"), &["-f", "/dev/zero"]);
+    assert_eq!(outcome.code, Some(2), "{}", outcome.stderr);
+    assert_eq!(
+        outcome.stderr,
+        "error: /dev/zero: cannot read: larger than 128 MiB, the most ramp lint reads from one input; split it into smaller files\n\
+         0 error(s), 0 warning(s), 1 unreadable input(s) in 0 document(s) from 1 file(s)\n"
+    );
+}
+
+#[test]
+fn a_failure_condition_alone_is_warned_about() {
+    let template = "apiVersion: argoproj.io/v1alpha1\nkind: AnalysisTemplate\nmetadata: {name: success-rate}\nspec:\n  metrics:\n  - name: success-rate\n    interval: 1m\n    count: 3\n    failureCondition: result[0] < 0.95\n    provider: {prometheus: {address: 'http://prometheus:9090', query: q}}\n";
+    let output = cargo_bin_cmd!("ramp")
+        .args(["lint", "-f", "-"])
+        .write_stdin(template)
+        .output()
+        .expect("ramp runs");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "warning: <stdin>: AnalysisTemplate default/success-rate: spec.metrics[0].failureCondition: is the only condition, so a measurement passes whenever it is not true: a NaN result (e.g. a ratio over no traffic) passes and the rollout promotes, as upstream; add a successCondition (e.g. `result[0] >= 0.95`) to require a real value\n"
+    );
 }
