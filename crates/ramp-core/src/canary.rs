@@ -208,7 +208,6 @@ fn reconcile(
         ctx,
         pass,
         &routes::RouteInputs {
-            old,
             new_rs,
             stable_rs,
             promoted,

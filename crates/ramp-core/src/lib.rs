@@ -33,3 +33,5 @@ mod properties;
 mod scenarios;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod traffic_scenarios;

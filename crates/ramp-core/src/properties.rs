@@ -2,7 +2,9 @@
 //! simulator, which checks every plan for the safety rules as it applies it.
 
 use crate::plan::Action;
+use crate::replicas::set_weight_at;
 use crate::sim::*;
+use crate::traffic::TrafficReading;
 use crate::world::apply_plan;
 use proptest::prelude::*;
 use ramp_api::rollout::{CanaryStep, SetCanaryScale};
@@ -168,5 +170,142 @@ proptest! {
                 prop_assert_eq!(w, 0);
             }
         }
+    }
+}
+
+/// Weights in any order, up and down, with timed pauses between them.
+fn walk_step() -> impl Strategy<Value = CanaryStep> {
+    prop_oneof![
+        3 => (0..=100i32).prop_map(weight),
+        1 => (0..4i32).prop_map(|s| pause(Some(s))),
+    ]
+}
+
+/// The canary weights an update through `steps` writes: each step's weight in order, all of it
+/// before promotion, none once canary and stable are the same pods (repeats dropped, and the
+/// weight already in force at the start).
+fn expected_weights(steps: &[CanaryStep], start: i32, max: i32) -> Vec<i32> {
+    let mut expected: Vec<i32> = Vec::new();
+    let wanted = steps.iter().filter_map(|s| s.set_weight).chain([max, 0]);
+    for w in wanted {
+        if expected.last().copied().unwrap_or(start) != w {
+            expected.push(w);
+        }
+    }
+    expected
+}
+
+/// Ticks an update to its end, checking after every plan that a step past a `setWeight` is
+/// only reached with that weight in force; `drift` (tick, weight) makes someone else put
+/// `weight` on the canary before that tick. Returns false if it never finished.
+fn walk_to_the_end(sim: &mut Sim, steps: &[CanaryStep], drift: Option<(usize, i32)>) -> bool {
+    for tick in 0..600 {
+        if let Some((at, w)) = drift
+            && at == tick
+            && sim.world.traffic.is_some()
+        {
+            sim.world.traffic_read = Some(TrafficReading {
+                canary_weight: w,
+                holds_last_write: false,
+            });
+        }
+        let drifted = sim.world.traffic_read.is_some();
+        let before = sim.world.rollout.status.clone();
+        let plan = sim.tick();
+        let st = sim.world.rollout.status.clone().unwrap_or_default();
+        let promoted = st.stable_rs.is_some() && st.stable_rs == st.current_pod_hash;
+        let index = st.current_step_index.unwrap_or(0);
+        let in_force = sim.world.traffic.as_ref().map_or(0, |t| t.canary_weight);
+        if drifted {
+            // Put back at once (the stable is whole, so nothing holds the write back), and the
+            // status says what is in force.
+            let rewritten = plan
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::SetTraffic(_)));
+            assert!(
+                rewritten,
+                "a changed router was left as it was: {:?}",
+                plan.actions
+            );
+        }
+        let reported = st
+            .canary
+            .as_ref()
+            .and_then(|c| c.weights.as_ref())
+            .map(|w| w.canary.weight);
+        if sim.world.traffic.is_some() {
+            assert_eq!(reported, Some(in_force), "status reports another weight");
+        }
+        if !promoted
+            && let Some(i) = usize::try_from(index).ok().filter(|i| *i > 0)
+            && steps.get(i).is_some_and(|s| s.pause.is_some())
+        {
+            assert_eq!(
+                in_force,
+                set_weight_at(steps, i - 1),
+                "step {i} reached without the weight of the steps before it in force"
+            );
+        }
+        if promoted && st.phase.as_deref() == Some("Healthy") {
+            return true;
+        }
+        let idle = plan.actions.is_empty() && Some(&plan.status) == before.as_ref();
+        if idle {
+            match plan.wake_at {
+                Some(at) if at > sim.world.now => sim.world.now = at,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+    }
+    false
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Weights that go down as well as up: every step's weight is written in order, traffic
+    /// leaves the canary before its pods (checked by the simulator on every plan), a step is
+    /// done only once its weight is in force, and the update always finishes.
+    #[test]
+    fn weights_up_and_down_are_walked_in_order_and_finish(
+        replicas in 1..8i32,
+        steps in proptest::collection::vec(walk_step(), 1..7),
+        dynamic in any::<bool>(),
+        start_rate in 1..3i32,
+    ) {
+        let mut r = rollout(replicas, steps.clone(), true);
+        if dynamic && let Some(c) = r.spec.strategy.as_mut().and_then(|s| s.canary.as_mut()) {
+            c.dynamic_stable_scale = Some(true);
+        }
+        let mut sim = Sim::new(r);
+        sim.start_rate = Some(start_rate);
+        sim.run();
+        let start = sim.weights.last().copied().unwrap_or(0);
+        let written = sim.weights.len();
+        sim.set_image("web:2");
+        prop_assert!(walk_to_the_end(&mut sim, &steps, None), "the update never finished");
+        let expected = expected_weights(&steps, start, 100);
+        prop_assert_eq!(&sim.weights[written..], expected.as_slice());
+    }
+
+    /// Someone else changes the canary's weight at any moment of an update: Ramp writes its
+    /// own weight back in the next plan, reports the weight in force, and still finishes with
+    /// every step's weight in order.
+    #[test]
+    fn a_weight_changed_by_someone_else_is_put_back_and_the_update_finishes(
+        replicas in 1..8i32,
+        steps in proptest::collection::vec(walk_step(), 1..6),
+        at in 0..12usize,
+        foreign in 0..=100i32,
+    ) {
+        let mut sim = Sim::new(rollout(replicas, steps.clone(), true));
+        sim.run();
+        sim.set_image("web:2");
+        prop_assert!(
+            walk_to_the_end(&mut sim, &steps, Some((at, foreign))),
+            "the update never finished"
+        );
     }
 }

@@ -130,6 +130,7 @@ impl Sim {
                 analysis_runs: Vec::new(),
                 analysis_templates: Default::default(),
                 traffic: None,
+                traffic_read: None,
                 pods: None,
                 now: t0(),
             },
@@ -306,7 +307,8 @@ pub fn check_safety(world: &Snapshot, plan: &RolloutPlan) {
             .find(|rs| hash.is_some() && rs.pod_template_hash.as_deref() == hash)
             .map_or(0, |rs| rs.available_replicas)
     };
-    let mut traffic: Option<TrafficIntent> = world.traffic.clone();
+    // What the routers hold as read (someone else may have changed them), not Ramp's memory.
+    let mut traffic: Option<TrafficIntent> = crate::traffic::in_force(world).map(|(t, _)| t);
     // A basic canary never runs more pods than `replicas + maxSurge` (pods of older
     // ReplicaSets drain first), checked on the specs as the plan leaves them.
     if let Some(canary) = world

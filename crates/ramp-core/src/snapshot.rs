@@ -1,7 +1,7 @@
 //! The observed world of one rollout, as the controller read it: the input of every decision.
 //! Plain data built by the shell from its caches; nothing here reads a clock or the network.
 
-use crate::traffic::TrafficIntent;
+use crate::traffic::{TrafficIntent, TrafficReading};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use k8s_openapi::jiff::Timestamp;
@@ -44,6 +44,9 @@ pub struct Snapshot {
     /// records each `SetTraffic` it applied). `None` after a restart: the weights in
     /// `status.canary.weights` are then taken as written and managed routes as absent.
     pub traffic: Option<TrafficIntent>,
+    /// What the router objects hold, read in this reconcile. `None`: not read (no router, an
+    /// object Ramp cannot interpret, or a decision test): `traffic` is then taken as in force.
+    pub traffic_read: Option<TrafficReading>,
     /// Pods of the rollout, when the controller lists them. Only `spec.restartAt` needs them;
     /// `None` means unknown, and a restart then waits rather than guessing.
     pub pods: Option<Vec<PodView>>,
@@ -62,6 +65,7 @@ impl Snapshot {
             analysis_runs: Vec::new(),
             analysis_templates: AnalysisTemplates::default(),
             traffic: None,
+            traffic_read: None,
             pods: None,
             now,
         }

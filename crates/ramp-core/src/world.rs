@@ -76,7 +76,11 @@ pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
                     managed_by: Some(rollout_name.clone()),
                 }),
             },
-            Action::SetTraffic(intent) => next.traffic = Some(intent.clone()),
+            Action::SetTraffic(intent) => {
+                // Every field Ramp owns now says what it wrote.
+                next.traffic = Some(intent.clone());
+                next.traffic_read = None;
+            }
             Action::EvictPod { name } => {
                 let pod = next.pods.iter_mut().flatten().find(|p| &p.name == name);
                 if let Some(pod) = pod {

@@ -4,7 +4,7 @@
 
 use crate::context::{Context, is_newer};
 use crate::error::Error;
-use crate::traffic::RolloutTrafficTarget;
+use crate::traffic::{ObjectName, RolloutTrafficTarget, RouterObjects, read_traffic};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -29,13 +29,21 @@ pub async fn snapshot(ctx: &Context, rollout: &Rollout, now: Timestamp) -> Resul
         .map(ReplicaSetView::from_replica_set)
         .collect();
     snapshot.services = referenced_services(ctx, rollout, &namespace).await?;
-    snapshot.router_objects = router_objects(ctx, rollout).await?;
+    let (views, found) = router_objects(ctx, rollout).await?;
+    snapshot.router_objects = views;
     snapshot.analysis_runs = owned_analysis_runs(ctx, &namespace, &uid)
         .iter()
         .filter_map(AnalysisRunSummary::from_run)
         .collect();
     snapshot.analysis_templates = analysis_templates(ctx, rollout, &namespace).await?;
     snapshot.traffic = ctx.with_memory(&uid, |m| m.traffic.clone());
+    // What the routers hold now: anyone may have changed Ramp's fields since its last write.
+    if let (Some(target), Some(last)) = (
+        RolloutTrafficTarget::from_rollout(rollout),
+        ramp_core::traffic::last_written(&snapshot),
+    ) {
+        snapshot.traffic_read = read_traffic(&target, &found, &last);
+    }
     if rollout.spec.restart_at.is_some() {
         snapshot.pods = Some(pods(ctx, rollout, &namespace).await?);
     }
@@ -228,11 +236,16 @@ async fn referenced_services(
     Ok(views)
 }
 
-/// The router objects the rollout needs to exist: VirtualServices, the DestinationRule and the
-/// stable Ingresses (the canary Ingress is Ramp's to create, so its absence is no problem).
-async fn router_objects(ctx: &Context, rollout: &Rollout) -> Result<Vec<RouterObjectView>, Error> {
+/// The router objects the rollout references, read whole: whether each one the rollout needs
+/// exists (the canary Ingress is Ramp's to create, so its absence is no problem), and the
+/// objects found, for reading what they hold.
+async fn router_objects(
+    ctx: &Context,
+    rollout: &Rollout,
+) -> Result<(Vec<RouterObjectView>, RouterObjects), Error> {
+    let mut found = RouterObjects::default();
     let Some(target) = RolloutTrafficTarget::from_rollout(rollout) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), found));
     };
     let version = ctx.config.istio_version;
     let canary_ingresses: Vec<String> = target
@@ -244,60 +257,48 @@ async fn router_objects(ctx: &Context, rollout: &Rollout) -> Result<Vec<RouterOb
         .collect();
     let mut views = Vec::new();
     for object in target.referenced_objects() {
-        let exists = match object.kind {
+        let value = match object.kind {
             "VirtualService" => {
-                dynamic_exists(
-                    ctx,
-                    &version.virtual_service_resource(),
-                    &object.namespace,
-                    &object.name,
-                )
-                .await?
+                dynamic_get(ctx, &version.virtual_service_resource(), &object).await?
             }
             "DestinationRule" => {
-                dynamic_exists(
-                    ctx,
-                    &version.destination_rule_resource(),
-                    &object.namespace,
-                    &object.name,
-                )
-                .await?
+                dynamic_get(ctx, &version.destination_rule_resource(), &object).await?
             }
-            "Ingress" if !canary_ingresses.contains(&object.name) => {
-                Api::<Ingress>::namespaced(ctx.client.clone(), &object.namespace)
-                    .get_metadata_opt(&object.name)
-                    .await
-                    .map_err(|e| Error::api(object.to_string(), "get", e))?
-                    .is_some()
-            }
-            // Services are in `services`; the canary Ingress is created by the router.
+            "Ingress" => Api::<Ingress>::namespaced(ctx.client.clone(), &object.namespace)
+                .get_opt(&object.name)
+                .await
+                .map_err(|e| Error::api(object.to_string(), "get", e))?
+                .and_then(|ingress| serde_json::to_value(ingress).ok()),
+            // Services are in `services`.
             _ => continue,
         };
-        views.push(RouterObjectView {
-            kind: object.kind.to_owned(),
-            name: object.name.clone(),
-            exists,
-        });
+        // The canary Ingress is created by the router.
+        if !(object.kind == "Ingress" && canary_ingresses.contains(&object.name)) {
+            views.push(RouterObjectView {
+                kind: object.kind.to_owned(),
+                name: object.name.clone(),
+                exists: value.is_some(),
+            });
+        }
+        if let Some(value) = value {
+            found.insert(object, value);
+        }
     }
-    Ok(views)
+    Ok((views, found))
 }
 
-async fn dynamic_exists(
+async fn dynamic_get(
     ctx: &Context,
     resource: &ApiResource,
-    namespace: &str,
-    name: &str,
-) -> Result<bool, Error> {
-    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), namespace, resource);
-    match api.get_metadata_opt(name).await {
-        Ok(found) => Ok(found.is_some()),
+    object: &ObjectName,
+) -> Result<Option<serde_json::Value>, Error> {
+    let api =
+        Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &object.namespace, resource);
+    match api.get_opt(&object.name).await {
+        Ok(found) => Ok(found.and_then(|o| serde_json::to_value(o).ok())),
         // The kind itself is not served (Istio not installed): the object cannot exist.
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-        Err(e) => Err(Error::api(
-            format!("{} {namespace}/{name}", resource.kind),
-            "get",
-            e,
-        )),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(e) => Err(Error::api(object.to_string(), "get", e)),
     }
 }
 

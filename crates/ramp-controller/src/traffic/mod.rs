@@ -7,6 +7,7 @@ pub mod error;
 pub mod istio;
 pub mod nginx;
 mod patch;
+pub mod reading;
 pub mod services;
 
 use kube::Client;
@@ -16,6 +17,7 @@ use ramp_core::traffic::TrafficIntent;
 pub use error::{ObjectName, TrafficError};
 pub use istio::{IstioApiVersion, IstioRouter};
 pub use nginx::NginxRouter;
+pub use reading::{RouterObjects, read_traffic};
 pub use services::ServiceSelectors;
 
 /// Label carrying a ReplicaSet's pod-template hash (Service selectors, DestinationRule subsets).

@@ -6,13 +6,10 @@ use super::{Ctx, Pass};
 use crate::plan::{Action, RolloutEvent};
 use crate::replicas::{CanaryScale, set_weight_at, traffic_weight_to_replicas};
 use crate::snapshot::ReplicaSetView;
-use crate::traffic::{HeaderRouteIntent, MirrorRouteIntent, TrafficIntent};
-use ramp_api::rollout::{
-    AbortScaleDown, CanaryStatus, RolloutStatus, TrafficWeights, WeightDestination,
-};
+use crate::traffic::{HeaderRouteIntent, MirrorRouteIntent, TrafficIntent, in_force};
+use ramp_api::rollout::{AbortScaleDown, CanaryStatus, TrafficWeights, WeightDestination};
 
 pub(super) struct RouteInputs<'a> {
-    pub old: &'a RolloutStatus,
     pub new_rs: &'a ReplicaSetView,
     pub stable_rs: Option<&'a ReplicaSetView>,
     pub promoted: bool,
@@ -123,21 +120,6 @@ fn scale_pinned(ctx: &Ctx<'_>, index: usize, aborted: bool) -> bool {
         .is_some_and(|s| !s.match_traffic_weight.unwrap_or(false))
 }
 
-fn written_intent(ctx: &Ctx<'_>, old: &RolloutStatus) -> Option<TrafficIntent> {
-    if let Some(known) = &ctx.snap.traffic {
-        return Some(known.clone());
-    }
-    let weights = old.canary.as_ref()?.weights.as_ref()?;
-    Some(TrafficIntent {
-        canary_weight: weights.canary.weight,
-        max_weight: ctx.max_weight,
-        stable_hash: weights.stable.pod_template_hash.clone(),
-        canary_hash: weights.canary.pod_template_hash.clone(),
-        header_routes: Vec::new(),
-        mirror_routes: Vec::new(),
-    })
-}
-
 fn rs_by_hash<'a>(live: &[&'a ReplicaSetView], hash: Option<&str>) -> Option<&'a ReplicaSetView> {
     live.iter()
         .find(|rs| hash.is_some() && rs.pod_template_hash.as_deref() == hash)
@@ -160,7 +142,12 @@ pub(super) fn decide(ctx: &Ctx<'_>, pass: &mut Pass, i: &RouteInputs<'_>) -> Rou
     };
     let canary_service = service(&ctx.strategy.canary_service);
     let stable_service = service(&ctx.strategy.stable_service);
-    let written = written_intent(ctx, i.old);
+    // What the routers hold (read this reconcile), and whether someone changed a field Ramp
+    // owns since its last write: then the routers are rewritten whatever the plan is.
+    let (written, mut drifted) = match in_force(ctx.snap) {
+        Some((held, drifted)) => (Some(held), drifted),
+        None => (None, false),
+    };
     let mut routing = Routing {
         actions: Vec::new(),
         intent_after: written.clone(),
@@ -169,7 +156,28 @@ pub(super) fn decide(ctx: &Ctx<'_>, pass: &mut Pass, i: &RouteInputs<'_>) -> Rou
         canary_service_after: canary_service.and_then(|s| s.selector_hash.clone()),
         stable_service_after: stable_service.and_then(|s| s.selector_hash.clone()),
     };
+    let stable_serves = |hash: Option<&str>, weight: i32| {
+        let needed = (ctx.max_weight - weight) * ctx.replicas / ctx.max_weight.max(1);
+        needed <= 0 || rs_by_hash(i.live, hash).is_some_and(|rs| rs.available_replicas >= needed)
+    };
+    let canary_serves = |hash: Option<&str>, weight: i32| {
+        let needed = weight * ctx.replicas / ctx.max_weight.max(1);
+        needed <= 0 || rs_by_hash(i.live, hash).is_some_and(|rs| rs.available_replicas >= needed)
+    };
     if ctx.spec.is_paused() {
+        // A manual pause holds traffic where Ramp last put it: another writer's change is
+        // undone, as long as both sides still have the pods for their shares.
+        if drifted
+            && let Some(last) = crate::traffic::last_written(ctx.snap)
+            && stable_serves(last.stable_hash.as_deref(), last.canary_weight)
+            && canary_serves(last.canary_hash.as_deref(), last.canary_weight)
+        {
+            let from = written.as_ref().map_or(0, |w| w.canary_weight);
+            push_traffic(ctx, pass, &mut routing, last, from);
+        }
+        if ctx.routed {
+            record_weights(ctx, pass, routing.intent_after.as_ref());
+        }
         return routing;
     }
     let owned = |view: Option<&crate::snapshot::ServiceView>| {
@@ -229,16 +237,23 @@ pub(super) fn decide(ctx: &Ctx<'_>, pass: &mut Pass, i: &RouteInputs<'_>) -> Rou
         } else {
             written_weight
         }
-    } else if index >= n {
-        if i.counts_reached {
-            ctx.max_weight
-        } else {
-            set_weight_before(ctx, n)
-        }
-    } else if i.counts_reached {
-        set_weight_at(ctx.steps, index)
     } else {
-        set_weight_before(ctx, index)
+        // The step's weight; a higher one waits for the step's pods, a lower one never
+        // waits: traffic leaves the canary first, its pods follow (research doc §4.3 only
+        // holds back raising).
+        let (wanted, before) = if index >= n {
+            (ctx.max_weight, set_weight_before(ctx, n))
+        } else {
+            (
+                set_weight_at(ctx.steps, index),
+                set_weight_before(ctx, index),
+            )
+        };
+        if i.counts_reached || wanted <= written_weight {
+            wanted
+        } else {
+            before.min(wanted)
+        }
     };
     // Never more canary share than its available pods serve, unless a setCanaryScale pins
     // its size on purpose.
@@ -247,10 +262,6 @@ pub(super) fn decide(ctx: &Ctx<'_>, pass: &mut Pass, i: &RouteInputs<'_>) -> Rou
         weight.min(servable.max(written_weight)).min(ctx.max_weight)
     } else {
         weight.min(ctx.max_weight)
-    };
-    let stable_serves = |hash: Option<&str>, weight: i32| {
-        let needed = (ctx.max_weight - weight) * ctx.replicas / ctx.max_weight.max(1);
-        needed <= 0 || rs_by_hash(i.live, hash).is_some_and(|rs| rs.available_replicas >= needed)
     };
 
     if ctx.routed {
@@ -269,6 +280,7 @@ pub(super) fn decide(ctx: &Ctx<'_>, pass: &mut Pass, i: &RouteInputs<'_>) -> Rou
                         ..w.clone()
                     };
                     push_traffic(ctx, pass, &mut routing, zero, written_weight);
+                    drifted = false;
                 }
             } else if !same_stable && stable_serves(stable_after.as_deref(), weight) {
                 // The stable moves too (promotion): the new stable takes the share.
@@ -326,7 +338,7 @@ pub(super) fn decide(ctx: &Ctx<'_>, pass: &mut Pass, i: &RouteInputs<'_>) -> Rou
         header_routes,
         mirror_routes,
     };
-    if routing.intent_after.as_ref() != Some(&intent) {
+    if drifted || routing.intent_after.as_ref() != Some(&intent) {
         if stable_serves(stable_after.as_deref(), intent.canary_weight) {
             let from = routing
                 .intent_after

@@ -394,12 +394,15 @@ pub(super) fn advance(
     } else if step.set_canary_scale.is_some() {
         counts_reached
     } else if let Some(weight) = step.set_weight {
+        // Done only once the routers hold the weight: a write held back (or undone by
+        // someone else and not yet redone) keeps the step open.
         counts_reached
             && (!ctx.routed
-                || routing
-                    .intent_after
-                    .as_ref()
-                    .is_some_and(|i| i.canary_weight == weight)
+                || routing.in_sync
+                    && routing
+                        .intent_after
+                        .as_ref()
+                        .is_some_and(|i| i.canary_weight == weight)
                     && (weight == 0 || routing.canary_on_newest))
     } else if let Some(analysis) = step.analysis.as_ref().filter(|_| step.experiment.is_none()) {
         analysis_step(ctx, pass, analysis, index, update)

@@ -179,6 +179,9 @@ pub struct VirtualServicePlan {
     pub observed_canary_weight: Option<i32>,
     /// Canary weight the patch writes.
     pub desired_canary_weight: i32,
+    /// The largest canary weight over every managed route before the patch (0 where a
+    /// route sets none): the most traffic the canary gets from this VirtualService.
+    pub largest_canary_weight: i32,
 }
 
 /// Plans the patch that makes `virtual_service` route the intent's weights and managed routes.
@@ -294,10 +297,16 @@ pub fn plan_virtual_service(
         .first()
         .map(|route| clamp_i32(route.canary_weight))
         .unwrap_or(intent.canary_weight);
+    let largest_canary_weight = weighted
+        .iter()
+        .map(|route| clamp_i32(route.observed_canary_weight.unwrap_or(0)))
+        .max()
+        .unwrap_or(0);
     Ok(VirtualServicePlan {
         patch: builder.finish(virtual_service),
         observed_canary_weight,
         desired_canary_weight,
+        largest_canary_weight,
     })
 }
 

@@ -1,0 +1,153 @@
+//! Traffic scenarios on the simulator: a step that lowers the weight, a router someone else
+//! changed.
+
+use crate::plan::Action;
+use crate::sim::*;
+use crate::traffic::TrafficReading;
+
+fn rs_name(sim: &Sim, image: &str) -> String {
+    sim.world
+        .replica_sets
+        .iter()
+        .find(|rs| {
+            rs.template
+                .as_ref()
+                .and_then(|t| t.spec.as_ref())
+                .and_then(|s| s.containers[0].image.as_deref())
+                == Some(image)
+        })
+        .map(|rs| rs.name.clone())
+        .unwrap_or_default()
+}
+
+fn reported_weight(sim: &Sim) -> Option<i32> {
+    sim.world
+        .rollout
+        .status
+        .as_ref()?
+        .canary
+        .as_ref()?
+        .weights
+        .as_ref()
+        .map(|w| w.canary.weight)
+}
+
+#[test]
+fn a_lower_weight_is_written_before_the_canary_shrinks_and_the_update_finishes() {
+    let steps = vec![weight(99), pause(Some(1)), weight(2), pause(Some(1))];
+    let mut sim = Sim::new(rollout(2, steps, true));
+    assert!(sim.run());
+    sim.set_image("web:2");
+    let log_from = sim.log.len();
+    assert!(sim.run(), "the update hung");
+    let st = sim.world.rollout.status.clone().unwrap();
+    assert_eq!(st.stable_rs, st.current_pod_hash);
+    assert_eq!(sim.weights, vec![0, 99, 2, 100, 0]);
+    // Traffic and canary pods in the order they were written.
+    let canary = rs_name(&sim, "web:2");
+    let moves: Vec<String> = sim.log[log_from..]
+        .iter()
+        .filter_map(|a| match a {
+            Action::SetTraffic(t) => Some(format!("weight {}", t.canary_weight)),
+            Action::ScaleReplicaSet { name, to, .. } if *name == canary => {
+                Some(format!("canary {to}"))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            "canary 2",
+            "weight 99",
+            "weight 2",
+            "canary 1",
+            "canary 2",
+            "weight 100",
+            "weight 0"
+        ]
+    );
+}
+
+#[test]
+fn a_changed_router_is_put_back_and_the_status_says_what_is_in_force_meanwhile() {
+    let mut sim = Sim::new(rollout(5, vec![weight(20), pause(None)], true));
+    assert!(sim.run());
+    sim.set_image("web:2");
+    assert!(!sim.run());
+    assert_eq!(reported_weight(&sim), Some(20));
+
+    // Someone puts half the traffic on the one canary pod.
+    sim.world.traffic_read = Some(TrafficReading {
+        canary_weight: 50,
+        holds_last_write: false,
+    });
+    let plan = crate::plan_rollout(&sim.world);
+    let writes: Vec<i32> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SetTraffic(t) => Some(t.canary_weight),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes, [20]);
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.message == "Traffic weight updated from 50 to 20"),
+        "{:?}",
+        plan.events
+    );
+
+    // With the stable unable to take its share back, the write waits, and the status reports
+    // the 50 % in force rather than the 20 % Ramp wants.
+    let stable = rs_name(&sim, "web:1");
+    for rs in &mut sim.world.replica_sets {
+        if rs.name == stable {
+            rs.available_replicas = 1;
+        }
+    }
+    let plan = crate::plan_rollout(&sim.world);
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::SetTraffic(_))),
+        "{:?}",
+        plan.actions
+    );
+    let weights = plan
+        .status
+        .canary
+        .as_ref()
+        .unwrap()
+        .weights
+        .clone()
+        .unwrap();
+    assert_eq!((weights.canary.weight, weights.stable.weight), (50, 50));
+}
+
+#[test]
+fn a_changed_header_route_is_put_back_even_with_the_same_weight() {
+    let mut sim = Sim::new(rollout(5, vec![weight(20), pause(None)], true));
+    assert!(sim.run());
+    sim.set_image("web:2");
+    assert!(!sim.run());
+    // Same weight, another field of Ramp's changed (a route, a subset).
+    sim.world.traffic_read = Some(TrafficReading {
+        canary_weight: 20,
+        holds_last_write: false,
+    });
+    let plan = crate::plan_rollout(&sim.world);
+    let intent = sim.world.traffic.clone().unwrap();
+    assert_eq!(plan.actions, vec![Action::SetTraffic(intent)]);
+    // A weight unchanged is no traffic event.
+    assert!(
+        plan.events
+            .iter()
+            .all(|e| e.reason != "TrafficWeightUpdated"),
+        "{:?}",
+        plan.events
+    );
+}
