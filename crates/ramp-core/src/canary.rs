@@ -337,6 +337,18 @@ fn reconcile(
         if pass.status.current_step_index == index && !pass.status.is_aborted() {
             steps::promote(ctx, pass, new_rs, counts_reached, &routing);
         }
+        let open = update_in_progress
+            && !pass.status.is_aborted()
+            && pass.status.stable_rs.as_deref() != Some(new_hash.as_str());
+        if open && pass.waiting_message.is_none() {
+            let targets = steps::Targets {
+                new_rs,
+                canary: canary_target,
+                stable_rs,
+                stable: stable_target,
+            };
+            pass.waiting_message = steps::awaited(ctx, &pass.status, &targets, &routing);
+        }
     }
     restart::restart_pods(ctx, pass, live);
     // Not a ReplicaSet this pass scales.

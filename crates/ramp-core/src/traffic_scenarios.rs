@@ -1,5 +1,5 @@
 //! Traffic scenarios on the simulator: a step that lowers the weight, a router someone else
-//! changed.
+//! changed, and what the status says while a step waits.
 
 use crate::plan::Action;
 use crate::sim::*;
@@ -150,4 +150,49 @@ fn a_changed_header_route_is_put_back_even_with_the_same_weight() {
         "{:?}",
         plan.events
     );
+}
+
+#[test]
+fn a_step_waiting_for_pods_or_traffic_says_so() {
+    let steps = vec![weight(40), pause(Some(1)), weight(80), pause(Some(1))];
+    let mut sim = Sim::new(rollout(5, steps, true));
+    assert!(sim.run());
+    sim.set_image("web:2");
+    sim.start_rate = Some(1);
+    let mut messages = Vec::new();
+    for _ in 0..40 {
+        sim.tick();
+        let st = sim.world.rollout.status.clone().unwrap();
+        if let Some(message) = st.message.filter(|m| !m.is_empty())
+            && messages.last() != Some(&message)
+        {
+            messages.push(message);
+        }
+        if st.stable_rs == st.current_pod_hash {
+            break;
+        }
+    }
+    let canary = rs_name(&sim, "web:2");
+    assert!(
+        messages
+            .iter()
+            .all(|m| m != "waiting for all steps to complete"),
+        "{messages:#?}"
+    );
+    for expected in [
+        format!(
+            "waiting for step 1/4 (setWeight: 40): canary ReplicaSet {canary} at 1 of 2 pods available, canary weight 0 of 40"
+        ),
+        format!(
+            "waiting for step 3/4 (setWeight: 80): canary ReplicaSet {canary} at 3 of 4 pods available, canary weight 40 of 80"
+        ),
+        format!(
+            "waiting for promotion: canary ReplicaSet {canary} at 4 of 5 pods available, canary weight 80 of 100"
+        ),
+    ] {
+        assert!(
+            messages.contains(&expected),
+            "{expected:?} not in {messages:#?}"
+        );
+    }
 }

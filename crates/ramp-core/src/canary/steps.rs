@@ -525,3 +525,68 @@ pub(super) fn at_waiting_step(ctx: &Ctx<'_>, status: &RolloutStatus) -> bool {
         .and_then(|i| ctx.steps.get(i))
         .is_some_and(|s| s.pause.is_some() || s.analysis.is_some() || s.experiment.is_some())
 }
+
+/// The sizes a pass aims at, for [`awaited`].
+pub(super) struct Targets<'a> {
+    pub new_rs: &'a ReplicaSetView,
+    pub canary: i32,
+    pub stable_rs: Option<&'a ReplicaSetView>,
+    pub stable: i32,
+}
+
+/// What a step that moves pods or traffic (or the promotion after the last step) still waits
+/// for, in the words of the status message. Upstream says "waiting for all steps to complete"
+/// whatever the step; this names the pods or the traffic share not there yet.
+pub(super) fn awaited(
+    ctx: &Ctx<'_>,
+    status: &RolloutStatus,
+    targets: &Targets<'_>,
+    routing: &Routing,
+) -> Option<String> {
+    let n = ctx.step_count();
+    let index = status.current_step_index.unwrap_or(n);
+    let step = usize::try_from(index).ok().and_then(|i| ctx.steps.get(i));
+    let (waiting_for, wanted_weight) = match step {
+        Some(step) if step.set_weight.is_some() || step.set_canary_scale.is_some() => (
+            format!("step {}/{n} ({})", index + 1, describe(step)),
+            usize::try_from(index)
+                .ok()
+                .map(|i| crate::replicas::set_weight_at(ctx.steps, i)),
+        ),
+        Some(_) => return None,
+        None => ("promotion".to_owned(), Some(ctx.max_weight)),
+    };
+    let mut parts = Vec::new();
+    let rs = targets.new_rs;
+    if rs.spec_replicas != targets.canary {
+        parts.push(format!(
+            "canary ReplicaSet {} scaling from {} to {} pods",
+            rs.name, rs.spec_replicas, targets.canary
+        ));
+    } else if rs.available_replicas < targets.canary {
+        parts.push(format!(
+            "canary ReplicaSet {} at {} of {} pods available",
+            rs.name, rs.available_replicas, targets.canary
+        ));
+    }
+    if let Some(stable) = targets.stable_rs
+        && ctx.routed
+        && stable.available_replicas < targets.stable
+    {
+        parts.push(format!(
+            "stable ReplicaSet {} at {} of {} pods available",
+            stable.name, stable.available_replicas, targets.stable
+        ));
+    }
+    let held = routing.intent_after.as_ref().map(|i| i.canary_weight);
+    if ctx.routed
+        && let Some(wanted) = wanted_weight
+        && (held != Some(wanted) || !routing.in_sync)
+    {
+        parts.push(format!(
+            "canary weight {} of {wanted}",
+            held.unwrap_or(0)
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("waiting for {waiting_for}: {}", parts.join(", ")))
+}
