@@ -1,6 +1,7 @@
 //! `ramp sim`: runs the emulated cluster (ramp-sim's API server plus its workload and traffic
 //! simulators) in the foreground, writes a kubeconfig for kubectl and `ramp controller`, and
-//! stops on Ctrl-C or SIGTERM. All behaviour lives in `ramp_sim`; this module only wires flags.
+//! stops on Ctrl-C or SIGTERM, with the API server's faults (errors, latency, cut watches) given
+//! as flags. All behaviour lives in `ramp_sim`; this module only wires flags.
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -24,26 +25,54 @@ pub struct SimArgs {
     /// Serve only the API: no simulated kubelet, controllers or traffic.
     #[arg(long)]
     pub api_only: bool,
+    /// Inject a fault into the API server: `error=500|429|409[,rate=R][,retry-after=S]` or
+    /// `latency=DURATION`, each optionally narrowed by `,verb=V` and `,resource=R` (plural or
+    /// plural.group). Repeat for several; see crates/ramp-sim/README.md.
+    #[arg(long = "fault", value_name = "RULE")]
+    pub faults: Vec<String>,
+    /// Close every watch stream this long after it opened (e.g. `30s`), as a restarting API
+    /// server or a load balancer does.
+    #[arg(long, value_name = "DURATION")]
+    pub watch_cut_after: Option<String>,
+}
+
+/// The faults the flags ask for; an unreadable rule is an error naming it.
+fn faults(args: &SimArgs) -> anyhow::Result<ramp_sim::Faults> {
+    let mut faults = ramp_sim::Faults::default();
+    for rule in &args.faults {
+        faults
+            .add_rule(rule)
+            .map_err(|why| anyhow::anyhow!("--fault {rule:?}: {why}"))?;
+    }
+    if let Some(after) = &args.watch_cut_after {
+        let after = ramp_api::duration::parse(after)
+            .map_err(|why| anyhow::anyhow!("--watch-cut-after {after:?}: {why}"))?;
+        faults.watch_cut_after = Some(after);
+    }
+    Ok(faults)
 }
 
 pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     if !(args.rps.is_finite() && args.rps >= 0.0) {
         anyhow::bail!("--rps must be a non-negative number, got {}", args.rps);
     }
+    // Read before anything starts, so a mistyped rule never runs a sim without its fault.
+    let faults = faults(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(args, faults))
 }
 
-async fn serve(args: &SimArgs) -> anyhow::Result<ExitCode> {
+async fn serve(args: &SimArgs, faults: ramp_sim::Faults) -> anyhow::Result<ExitCode> {
     let mut config = ramp_sim::SimConfig {
         listen: args.listen,
         kubeconfig_path: Some(args.kubeconfig.clone()),
         metrics_listen: args.metrics_listen,
         // A long-running sim must not grow without bound; tests read the log, people don't.
         request_log_limit: Some(10_000),
+        faults,
         ..ramp_sim::SimConfig::default()
     };
     config.traffic.rps = args.rps;
@@ -58,6 +87,12 @@ async fn serve(args: &SimArgs) -> anyhow::Result<ExitCode> {
     println!("kubeconfig written to {}", sim.kubeconfig_path().display());
     if let Some(metrics) = sim.metrics_url() {
         println!("metrics served at {metrics}");
+    }
+    for rule in &args.faults {
+        println!("injecting fault: {rule}");
+    }
+    if let Some(after) = &args.watch_cut_after {
+        println!("closing every watch {after} after it opens");
     }
     println!(
         "try: kubectl --kubeconfig {} get ns",

@@ -120,6 +120,114 @@ pub struct Faults {
     pub watch_cut_after: Option<Duration>,
 }
 
+impl std::str::FromStr for Verb {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        [
+            Verb::Get,
+            Verb::List,
+            Verb::Watch,
+            Verb::Create,
+            Verb::Update,
+            Verb::Patch,
+            Verb::Delete,
+            Verb::DeleteCollection,
+        ]
+        .into_iter()
+        .find(|verb| verb.as_str() == text)
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is not a verb (get, list, watch, create, update, patch, delete, deletecollection)"
+            )
+        })
+    }
+}
+
+impl Faults {
+    /// Adds one fault written as on `ramp sim`'s command line (see [`Faults::parse_rule`]).
+    pub fn add_rule(&mut self, rule: &str) -> Result<(), String> {
+        match Self::parse_rule(rule)? {
+            Rule::Error(fault) => self.errors.push(fault),
+            Rule::Latency(fault) => self.latency.push(fault),
+        }
+        Ok(())
+    }
+
+    /// Reads `error=500|429|409[,rate=R][,retry-after=S][,verb=V][,resource=R]` or
+    /// `latency=D[,verb=V][,resource=R]`: the error or delay, the share of matching requests
+    /// that fail (default 1), the `Retry-After` of a 429 (default 1 s), and which requests it
+    /// applies to (default all; a resource by plural or `plural.group`).
+    fn parse_rule(rule: &str) -> Result<Rule, String> {
+        let mut target = FaultTarget::any();
+        let mut kind = None;
+        let mut rate = 1.0;
+        let mut retry_after_seconds = 1;
+        for part in rule.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not key=value"))?;
+            match key {
+                "error" | "latency" if kind.is_some() => {
+                    return Err(format!("{rule:?} names more than one fault"));
+                }
+                "error" => kind = Some(("error", value)),
+                "latency" => kind = Some(("latency", value)),
+                "rate" => {
+                    rate = value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|r| (0.0..=1.0).contains(r))
+                        .ok_or_else(|| format!("rate {value:?} is not a number from 0 to 1"))?;
+                }
+                "retry-after" => {
+                    retry_after_seconds = value
+                        .parse()
+                        .map_err(|_| format!("retry-after {value:?} is not a number of seconds"))?;
+                }
+                "verb" => target.verb = Some(value.parse()?),
+                "resource" => target.resource = Some(value.to_owned()),
+                other => {
+                    return Err(format!(
+                        "unknown key {other:?} (error, latency, rate, retry-after, verb, resource)"
+                    ));
+                }
+            }
+        }
+        match kind {
+            Some(("error", code)) => {
+                let error = match code {
+                    "500" => FaultError::Internal,
+                    "429" => FaultError::TooManyRequests {
+                        retry_after_seconds,
+                    },
+                    "409" => FaultError::Conflict,
+                    other => return Err(format!("error {other:?} is not 500, 429 or 409")),
+                };
+                Ok(Rule::Error(ErrorFault {
+                    target,
+                    rate,
+                    error,
+                }))
+            }
+            Some((_, delay)) => {
+                let delay = ramp_api::duration::parse(delay)
+                    .map_err(|err| format!("latency {delay:?}: {err}"))?;
+                Ok(Rule::Latency(LatencyFault { target, delay }))
+            }
+            None => Err(format!(
+                "{rule:?} names no fault (error=... or latency=...)"
+            )),
+        }
+    }
+}
+
+/// One fault read from the command line.
+enum Rule {
+    Error(ErrorFault),
+    Latency(LatencyFault),
+}
+
 /// The live fault settings plus the random source deciding which requests fail.
 #[derive(Debug, Default)]
 pub struct FaultInjector {
@@ -213,5 +321,78 @@ fn fault_error(error: &FaultError, qualified: &str) -> ApiError {
                 "Operation cannot be fulfilled on {qualified}: the object has been modified; please apply your changes to the latest version and try again"
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_read_as_written_on_the_command_line() {
+        let mut faults = Faults::default();
+        faults
+            .add_rule("error=429,rate=0.25,retry-after=3,verb=patch,resource=rollouts")
+            .expect("a 429 rule");
+        faults.add_rule("error=500").expect("a 500 rule");
+        faults
+            .add_rule("latency=250ms,verb=list")
+            .expect("a latency rule");
+        assert_eq!(
+            faults.errors,
+            vec![
+                ErrorFault {
+                    target: FaultTarget::verb_on(Verb::Patch, "rollouts"),
+                    rate: 0.25,
+                    error: FaultError::TooManyRequests {
+                        retry_after_seconds: 3
+                    },
+                },
+                ErrorFault {
+                    target: FaultTarget::any(),
+                    rate: 1.0,
+                    error: FaultError::Internal,
+                },
+            ]
+        );
+        assert_eq!(
+            faults.latency,
+            vec![LatencyFault {
+                target: FaultTarget::verb(Verb::List),
+                delay: Duration::from_millis(250),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_wrong_rule_says_what_is_wrong() {
+        let mut faults = Faults::default();
+        for (rule, message) in [
+            ("error=404", r#"error "404" is not 500, 429 or 409"#),
+            (
+                "error=500,rate=2",
+                r#"rate "2" is not a number from 0 to 1"#,
+            ),
+            (
+                "error=500,verb=read",
+                r#""read" is not a verb (get, list, watch, create, update, patch, delete, deletecollection)"#,
+            ),
+            (
+                "verb=get",
+                r#""verb=get" names no fault (error=... or latency=...)"#,
+            ),
+            (
+                "error=500,latency=1s",
+                r#""error=500,latency=1s" names more than one fault"#,
+            ),
+            ("latency", r#""latency" is not key=value"#),
+            (
+                "error=500,colour=red",
+                r#"unknown key "colour" (error, latency, rate, retry-after, verb, resource)"#,
+            ),
+        ] {
+            assert_eq!(faults.add_rule(rule), Err(message.to_owned()), "{rule}");
+        }
+        assert_eq!(faults, Faults::default());
     }
 }
