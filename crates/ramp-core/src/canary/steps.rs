@@ -583,10 +583,7 @@ pub(super) fn awaited(
         && let Some(wanted) = wanted_weight
         && (held != Some(wanted) || !routing.in_sync)
     {
-        parts.push(format!(
-            "canary weight {} of {wanted}",
-            held.unwrap_or(0)
-        ));
+        parts.push(format!("canary weight {} of {wanted}", held.unwrap_or(0)));
     }
     (!parts.is_empty()).then(|| format!("waiting for {waiting_for}: {}", parts.join(", ")))
 }
