@@ -216,6 +216,8 @@ async fn selector_of(cluster: &Cluster, service: &str) -> Option<String> {
         .and_then(|s| s.get("rollouts-pod-template-hash").cloned())
 }
 
+/// Waits until `rs` is at `replicas`; at 0, also until its scale-down deadline is cleared,
+/// the write that follows the scale-down (a loaded machine may answer it a moment later).
 async fn wait_scaled_to(cluster: &Cluster, rs: &str, replicas: i32, secs: u64) {
     eventually(&format!("{rs} scaled to {replicas}"), secs, || async move {
         cluster
@@ -224,6 +226,14 @@ async fn wait_scaled_to(cluster: &Cluster, rs: &str, replicas: i32, secs: u64) {
             .into_iter()
             .find(|r| r.metadata.name.as_deref() == Some(rs))
             .filter(|r| r.spec.replicas == Some(replicas))
+            .filter(|r| {
+                replicas != 0
+                    || !r
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key("scale-down-deadline"))
+            })
             .map(|_| ())
     })
     .await;
