@@ -9,10 +9,9 @@ mod canary_support;
 
 use canary_support::*;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use pretty_assertions::assert_eq;
 use ramp_api::rollout::Rollout;
-use ramp_controller::traffic::IstioApiVersion;
 use ramp_sim::LoggedRequest;
 use serde_json::{Value, json};
 
@@ -271,21 +270,6 @@ async fn a_virtual_service_deleted_and_recreated_at_zero_gets_the_step_weight_ba
     assert!(writes.iter().all(|w| w.resource != "replicasets"), "{s:#?}");
 }
 
-fn destination_rules(cluster: &Cluster) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        cluster.client.clone(),
-        ns(),
-        &IstioApiVersion::V1alpha3.destination_rule_resource(),
-    )
-}
-
-async fn create(api: &Api<DynamicObject>, manifest: Value) {
-    let object: DynamicObject = serde_json::from_value(manifest).unwrap();
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("Istio object created");
-}
-
 fn subset_hash(rule: &Value, subset: &str) -> String {
     rule["spec"]["subsets"]
         .as_array()
@@ -300,34 +284,8 @@ fn subset_hash(rule: &Value, subset: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_edit_of_the_subsets_and_weights_is_put_back_subset_split() {
     let mut cluster = Cluster::start().await;
-    create(
-        &cluster.virtual_services(),
-        json!({
-            "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-            "metadata": {"name": "web-vsvc", "namespace": ns()},
-            "spec": {"hosts": ["web"], "http": [{
-                "name": "primary",
-                "route": [
-                    {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
-                    {"destination": {"host": "web", "subset": "canary"}, "weight": 0}
-                ]
-            }]}
-        }),
-    )
-    .await;
-    let rules = destination_rules(&cluster);
-    create(
-        &rules,
-        json!({
-            "apiVersion": "networking.istio.io/v1alpha3", "kind": "DestinationRule",
-            "metadata": {"name": "web-destrule", "namespace": ns()},
-            "spec": {"host": "web", "subsets": [
-                {"name": "stable", "labels": {"app": "web"}},
-                {"name": "canary", "labels": {"app": "web"}}
-            ]}
-        }),
-    )
-    .await;
+    cluster.create_subset_split_objects().await;
+    let rules = cluster.destination_rules();
     cluster.start_controller();
     let canary = json!({
         "trafficRouting": {"istio": {

@@ -8,10 +8,8 @@
 mod canary_support;
 
 use canary_support::*;
-use kube::api::{Api, DynamicObject, PostParams};
 use pretty_assertions::assert_eq;
 use ramp_api::rollout::Rollout;
-use ramp_controller::traffic::IstioApiVersion;
 use ramp_sim::LoggedRequest;
 use serde_json::{Value, json};
 
@@ -197,51 +195,10 @@ async fn istio_host_split_lowers_the_weight_before_the_canary_shrinks_and_finish
     assert_down_order(&writes, &weights, &canary_rs, &stable_rs, 2, 1);
 }
 
-fn destination_rules(cluster: &Cluster) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        cluster.client.clone(),
-        ns(),
-        &IstioApiVersion::V1alpha3.destination_rule_resource(),
-    )
-}
-
-async fn create(api: &Api<DynamicObject>, manifest: Value) {
-    let object: DynamicObject = serde_json::from_value(manifest).unwrap();
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("Istio object created");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_subset_split_lowers_the_weight_before_the_canary_shrinks_and_finishes() {
     let mut cluster = Cluster::start().await;
-    create(
-        &cluster.virtual_services(),
-        json!({
-            "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
-            "metadata": {"name": "web-vsvc", "namespace": ns()},
-            "spec": {"hosts": ["web"], "http": [{
-                "name": "primary",
-                "route": [
-                    {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
-                    {"destination": {"host": "web", "subset": "canary"}, "weight": 0}
-                ]
-            }]}
-        }),
-    )
-    .await;
-    create(
-        &destination_rules(&cluster),
-        json!({
-            "apiVersion": "networking.istio.io/v1alpha3", "kind": "DestinationRule",
-            "metadata": {"name": "web-destrule", "namespace": ns()},
-            "spec": {"host": "web", "subsets": [
-                {"name": "stable", "labels": {"app": "web"}},
-                {"name": "canary", "labels": {"app": "web"}}
-            ]}
-        }),
-    )
-    .await;
+    cluster.create_subset_split_objects().await;
     cluster.start_controller();
     let canary = json!({
         "scaleDownDelaySeconds": 1,

@@ -565,6 +565,48 @@ impl Cluster {
             .await;
     }
 
+    pub fn destination_rules(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            ns(),
+            &IstioApiVersion::V1alpha3.destination_rule_resource(),
+        )
+    }
+
+    /// VirtualService `web-vsvc` splitting host `web` between the subsets `stable` (100) and
+    /// `canary` (0) of DestinationRule `web-destrule`, whose subsets both select `app: web`.
+    pub async fn create_subset_split_objects(&self) {
+        let vs: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "networking.istio.io/v1alpha3", "kind": "VirtualService",
+            "metadata": {"name": "web-vsvc", "namespace": ns()},
+            "spec": {"hosts": ["web"], "http": [{
+                "name": "primary",
+                "route": [
+                    {"destination": {"host": "web", "subset": "stable"}, "weight": 100},
+                    {"destination": {"host": "web", "subset": "canary"}, "weight": 0}
+                ]
+            }]}
+        }))
+        .unwrap();
+        self.virtual_services()
+            .create(&PostParams::default(), &vs)
+            .await
+            .expect("VirtualService created");
+        let rule: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "networking.istio.io/v1alpha3", "kind": "DestinationRule",
+            "metadata": {"name": "web-destrule", "namespace": ns()},
+            "spec": {"host": "web", "subsets": [
+                {"name": "stable", "labels": {"app": "web"}},
+                {"name": "canary", "labels": {"app": "web"}}
+            ]}
+        }))
+        .unwrap();
+        self.destination_rules()
+            .create(&PostParams::default(), &rule)
+            .await
+            .expect("DestinationRule created");
+    }
+
     /// AnalysisTemplate `smoke`: two measurements, a second apart, of `{$.ok}` at the URL of
     /// its `url` argument (a [`health_endpoint`]), each of which must be `true`.
     pub async fn create_smoke_template(&self) {
