@@ -25,7 +25,7 @@ pub struct SimArgs {
     /// Serve only the API: no simulated kubelet, controllers or traffic.
     #[arg(long)]
     pub api_only: bool,
-    /// Inject a fault into the API server: `error=500|429|409[,rate=R][,retry-after=S]` or
+    /// Inject a fault into the API server: `error=500|500-applied|429|409[,rate=R][,retry-after=S]` or
     /// `latency=DURATION`, each optionally narrowed by `,verb=V` and `,resource=R` (plural or
     /// plural.group). Repeat for several; see crates/ramp-sim/README.md.
     #[arg(long = "fault", value_name = "RULE")]

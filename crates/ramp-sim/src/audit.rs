@@ -57,6 +57,10 @@ pub fn logged_request(event: &Value) -> Option<LoggedRequest> {
         .filter(|n| !n.is_empty())
         .or_else(|| event["responseObject"]["metadata"]["name"].as_str())
         .map(str::to_string);
+    let code = event["responseStatus"]["code"]
+        .as_u64()
+        .and_then(|c| u16::try_from(c).ok())
+        .unwrap_or(0);
     Some(LoggedRequest {
         time: event_time(event),
         verb,
@@ -72,10 +76,11 @@ pub fn logged_request(event: &Value) -> Option<LoggedRequest> {
         patch_type,
         field_manager: param("fieldManager"),
         body,
-        code: event["responseStatus"]["code"]
-            .as_u64()
-            .and_then(|c| u16::try_from(c).ok())
-            .unwrap_or(0),
+        code,
+        object: (200..300)
+            .contains(&code)
+            .then(|| event["responseObject"].clone())
+            .filter(|o| o.get("metadata").is_some() && o["kind"] != "Status"),
     })
 }
 
@@ -439,6 +444,7 @@ mod tests {
             field_manager: None,
             body: None,
             code: 200,
+            object: None,
         };
         // Logged: a (rev 5), c (rev 9), a delete, b (rev 7), a refused write, d (rev 10).
         let logged = vec![

@@ -8,6 +8,7 @@ pub mod api;
 pub mod apimachinery;
 pub mod audit;
 pub mod compat;
+pub mod invariants;
 pub mod prometheus;
 pub mod testing;
 pub mod tier;
@@ -15,6 +16,6 @@ pub mod traffic;
 pub mod workloads;
 
 pub use api::{
-    DeniedRequest, ErrorFault, FaultError, FaultTarget, Faults, LatencyFault, LoggedRequest,
+    DeniedRequest, ErrorFault, FaultError, FaultTarget, Faults, InjectedCounts, LatencyFault, LoggedRequest,
     RequestLog, Sim, SimConfig, SimError, SimHandle, Verb,
 };

@@ -446,6 +446,54 @@ async fn injected_errors_answer_500_429_with_retry_after_and_409() {
 }
 
 #[tokio::test]
+async fn a_500_after_apply_changes_the_object_and_the_log_keeps_what_it_wrote() {
+    let sim = Sim::start(SimConfig::api_only()).await.unwrap();
+    let api: Api<ConfigMap> = Api::default_namespaced(sim.client());
+    let map: ConfigMap = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "lost"}, "data": {"k": "before"}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &map).await.unwrap();
+    sim.seed_faults(7);
+    sim.add_error_fault(
+        FaultTarget::verb(Verb::Patch),
+        1.0,
+        FaultError::InternalAfterApply,
+    );
+    let patch = serde_json::json!({"data": {"k": "after"}});
+    let err = api
+        .patch("lost", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect_err("the answer is a 500");
+    assert!(
+        matches!(&err, kube::Error::Api(status) if status.code == 500),
+        "{err:?}"
+    );
+    sim.clear_faults();
+    let stored = api.get("lost").await.unwrap();
+    assert_eq!(stored.data.unwrap()["k"], "after", "the write was applied");
+    let logged = sim.request_log().filter(|e| e.verb == Verb::Patch);
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].code, 500);
+    assert_eq!(
+        logged[0].object.as_ref().map(|o| o["data"]["k"].clone()),
+        Some(serde_json::json!("after"))
+    );
+    let counts = sim.injected_faults();
+    assert_eq!(
+        (
+            counts.applied_then_internal,
+            counts.internal,
+            counts.total()
+        ),
+        (1, 0, 1)
+    );
+    // A successful write logs the object it left; a refused one logs none.
+    let created = sim.request_log().filter(|e| e.verb == Verb::Create);
+    assert_eq!(created[0].object.as_ref().unwrap()["data"]["k"], "before");
+}
+
+#[tokio::test]
 async fn injected_latency_delays_matching_requests() {
     let sim = Sim::start(SimConfig::api_only()).await.unwrap();
     sim.add_latency(

@@ -1,6 +1,7 @@
-//! Fault injection for reliability tests: error rates per verb and resource (500, 429 with
-//! Retry-After, 409), added latency, and watch streams cut after a fixed time. Applied by the
-//! router before a request reaches the handlers.
+//! Fault injection for reliability tests: error rates per verb and resource (500, a 500 after
+//! the write was applied, 429 with Retry-After, 409), added latency, and watch streams cut after
+//! a fixed time. Applied by the router before a request reaches the handlers; the injector
+//! counts what it injected.
 
 use super::status::ApiError;
 use std::fmt;
@@ -92,6 +93,9 @@ impl FaultTarget {
 pub enum FaultError {
     /// 500 InternalError.
     Internal,
+    /// The write is applied, then answered 500 InternalError, as when a server's answer is
+    /// lost after the commit (reads just fail).
+    InternalAfterApply,
     /// 429 TooManyRequests with a `Retry-After` header.
     TooManyRequests { retry_after_seconds: u64 },
     /// 409 Conflict, as if another writer had just changed the object.
@@ -154,7 +158,7 @@ impl Faults {
         Ok(())
     }
 
-    /// Reads `error=500|429|409[,rate=R][,retry-after=S][,verb=V][,resource=R]` or
+    /// Reads `error=500|500-applied|429|409[,rate=R][,retry-after=S][,verb=V][,resource=R]` or
     /// `latency=D[,verb=V][,resource=R]`: the error or delay, the share of matching requests
     /// that fail (default 1), the `Retry-After` of a 429 (default 1 s), and which requests it
     /// applies to (default all; a resource by plural or `plural.group`).
@@ -198,11 +202,16 @@ impl Faults {
             Some(("error", code)) => {
                 let error = match code {
                     "500" => FaultError::Internal,
+                    "500-applied" => FaultError::InternalAfterApply,
                     "429" => FaultError::TooManyRequests {
                         retry_after_seconds,
                     },
                     "409" => FaultError::Conflict,
-                    other => return Err(format!("error {other:?} is not 500, 429 or 409")),
+                    other => {
+                        return Err(format!(
+                            "error {other:?} is not 500, 500-applied, 429 or 409"
+                        ));
+                    }
                 };
                 Ok(Rule::Error(ErrorFault {
                     target,
@@ -228,10 +237,41 @@ enum Rule {
     Latency(LatencyFault),
 }
 
-/// The live fault settings plus the random source deciding which requests fail.
+/// One error the injector decided on: the answer, and whether the write is applied first.
+#[derive(Debug)]
+pub struct InjectedFault {
+    pub error: ApiError,
+    pub applied: bool,
+}
+
+/// How many requests each kind of fault has hit since the server started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InjectedCounts {
+    /// 500s answered without applying the request.
+    pub internal: u64,
+    /// Writes applied and then answered 500 (reads failed by that fault count in `internal`).
+    pub applied_then_internal: u64,
+    pub too_many_requests: u64,
+    pub conflicts: u64,
+}
+
+impl InjectedCounts {
+    pub fn total(&self) -> u64 {
+        self.internal + self.applied_then_internal + self.too_many_requests + self.conflicts
+    }
+}
+
+/// The live fault settings, the random source deciding which requests fail, and the counts.
 #[derive(Debug, Default)]
 pub struct FaultInjector {
-    inner: Mutex<(Faults, u64)>,
+    inner: Mutex<Injection>,
+}
+
+#[derive(Debug, Default)]
+struct Injection {
+    faults: Faults,
+    rng: u64,
+    counts: InjectedCounts,
 }
 
 impl FaultInjector {
@@ -241,23 +281,40 @@ impl FaultInjector {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1);
         FaultInjector {
-            inner: Mutex::new((faults, seed | 1)),
+            inner: Mutex::new(Injection {
+                faults,
+                rng: seed | 1,
+                counts: InjectedCounts::default(),
+            }),
         }
     }
 
     pub fn set(&self, faults: Faults) {
-        self.lock().0 = faults;
+        self.lock().faults = faults;
     }
 
     pub fn get(&self) -> Faults {
-        self.lock().0.clone()
+        self.lock().faults.clone()
     }
 
     pub fn update(&self, change: impl FnOnce(&mut Faults)) {
-        change(&mut self.lock().0);
+        change(&mut self.lock().faults);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Faults, u64)> {
+    /// Starts the random source over from `seed`, so one run's draws can be repeated.
+    pub fn seed(&self, seed: u64) {
+        // splitmix64 of the seed: nearby seeds give unrelated sequences, and never 0.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.lock().rng = (z ^ (z >> 31)) | 1;
+    }
+
+    pub fn counts(&self) -> InjectedCounts {
+        self.lock().counts
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Injection> {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -269,16 +326,20 @@ impl FaultInjector {
         verb: Verb,
         plural: &str,
         qualified: &str,
-    ) -> (Duration, Option<ApiError>) {
+    ) -> (Duration, Option<InjectedFault>) {
         let mut guard = self.lock();
-        let (faults, rng) = &mut *guard;
+        let Injection {
+            faults,
+            rng,
+            counts,
+        } = &mut *guard;
         let delay = faults
             .latency
             .iter()
             .filter(|l| l.target.matches(verb, plural, qualified))
             .map(|l| l.delay)
             .sum();
-        let mut error = None;
+        let mut injected = None;
         for fault in &faults.errors {
             if !fault.target.matches(verb, plural, qualified) {
                 continue;
@@ -288,21 +349,33 @@ impl FaultInjector {
             *rng ^= *rng << 17;
             let roll = (*rng >> 11) as f64 / (1u64 << 53) as f64;
             if roll < fault.rate {
-                error = Some(fault_error(&fault.error, qualified));
+                let applied = fault.error == FaultError::InternalAfterApply && verb.is_mutating();
+                match (&fault.error, applied) {
+                    (FaultError::TooManyRequests { .. }, _) => counts.too_many_requests += 1,
+                    (FaultError::Conflict, _) => counts.conflicts += 1,
+                    (_, true) => counts.applied_then_internal += 1,
+                    (_, false) => counts.internal += 1,
+                }
+                injected = Some(InjectedFault {
+                    error: fault_error(&fault.error, qualified),
+                    applied,
+                });
                 break;
             }
         }
-        (delay, error)
+        (delay, injected)
     }
 
     pub fn watch_cut_after(&self) -> Option<Duration> {
-        self.lock().0.watch_cut_after
+        self.lock().faults.watch_cut_after
     }
 }
 
 fn fault_error(error: &FaultError, qualified: &str) -> ApiError {
     match error {
-        FaultError::Internal => ApiError::internal("Internal error occurred: injected by ramp-sim"),
+        FaultError::Internal | FaultError::InternalAfterApply => {
+            ApiError::internal("Internal error occurred: injected by ramp-sim")
+        }
         FaultError::TooManyRequests {
             retry_after_seconds,
         } => {
@@ -368,7 +441,10 @@ mod tests {
     fn a_wrong_rule_says_what_is_wrong() {
         let mut faults = Faults::default();
         for (rule, message) in [
-            ("error=404", r#"error "404" is not 500, 429 or 409"#),
+            (
+                "error=404",
+                r#"error "404" is not 500, 500-applied, 429 or 409"#,
+            ),
             (
                 "error=500,rate=2",
                 r#"rate "2" is not a number from 0 to 1"#,

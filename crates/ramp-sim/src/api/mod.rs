@@ -23,7 +23,7 @@ mod table;
 mod validation;
 mod watch;
 
-pub use faults::{ErrorFault, FaultError, FaultTarget, Faults, LatencyFault, Verb};
+pub use faults::{ErrorFault, FaultError, FaultTarget, Faults, InjectedCounts, LatencyFault, Verb};
 pub use rbac::{DeniedRequest, ServiceAccountUser};
 pub use request_log::{LoggedRequest, RequestLog};
 
@@ -423,6 +423,17 @@ impl SimHandle {
         self.server
             .faults
             .update(|f| f.latency.push(LatencyFault { target, delay }));
+    }
+
+    /// Starts the fault injector's random source over from `seed`: the same requests in the
+    /// same order then meet the same faults.
+    pub fn seed_faults(&self, seed: u64) {
+        self.server.faults.seed(seed);
+    }
+
+    /// How many requests each kind of injected error has hit so far.
+    pub fn injected_faults(&self) -> InjectedCounts {
+        self.server.faults.counts()
     }
 
     /// Cuts every watch stream opened from now on after `after` (`None`: never).

@@ -28,6 +28,10 @@ pub struct LoggedRequest {
     pub body: Option<Value>,
     /// The HTTP status the server answered with.
     pub code: u16,
+    /// The object as the write left it (the server's answer), when the write was applied and
+    /// answered with an object: what invariant checks replay. A write the server applied and
+    /// then answered with an error (an injected `500` after apply) still has it.
+    pub object: Option<Value>,
 }
 
 impl LoggedRequest {
@@ -265,6 +269,7 @@ mod tests {
             field_manager: None,
             body: None,
             code,
+            object: None,
         }
     }
 

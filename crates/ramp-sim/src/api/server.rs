@@ -361,12 +361,29 @@ async fn handle_resource(
         None => Ok(()),
     };
     let outcome = match (authorized, fault) {
-        (Err(err), _) | (Ok(()), Some(err)) => Err(err),
-        (Ok(()), None) => dispatch(&server, verb, &target, &request).await,
+        (Err(err), _) => Err(err),
+        (Ok(()), Some(fault)) if fault.applied && verb.is_mutating() => {
+            // The write takes effect and its answer is lost: the client sees a 500.
+            match dispatch(&server, verb, &target, &request).await {
+                Ok((response, name)) => Ok((response, name, Some(fault.error))),
+                Err(err) => Err(err),
+            }
+        }
+        (Ok(()), Some(fault)) => Err(fault.error),
+        (Ok(()), None) => dispatch(&server, verb, &target, &request)
+            .await
+            .map(|(response, name)| (response, name, None)),
     };
-    let (response, logged_name) = match outcome {
-        Ok((response, name)) => (response, name),
-        Err(err) => (err.into_response(), None),
+    let (response, logged_name, object) = match outcome {
+        Ok((response, name, lost_answer)) if slot.is_some() => {
+            let (response, object) = answered_object(response).await;
+            match lost_answer {
+                Some(err) => (err.into_response(), name, object),
+                None => (response, name, object),
+            }
+        }
+        Ok((response, name, _)) => (response, name, None),
+        Err(err) => (err.into_response(), None, None),
     };
     if let Some(slot) = slot {
         server.log.fill(
@@ -389,10 +406,27 @@ async fn handle_resource(
                 field_manager: request.param("fieldManager").map(str::to_owned),
                 body: objects::decode_body(&request.body, request.content_type()).ok(),
                 code: response.status().as_u16(),
+                object,
             },
         );
     }
     response
+}
+
+/// The object a successful write answered with (read from the buffered JSON body), and the
+/// response rebuilt around that body. A `Status` answer (some deletes) is not an object.
+async fn answered_object(response: Response) -> (Response, Option<Value>) {
+    if !response.status().is_success() {
+        return (response, None);
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return (Response::from_parts(parts, Body::empty()), None);
+    };
+    let object = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .filter(|o| o.get("metadata").is_some() && o["kind"] != "Status");
+    (Response::from_parts(parts, Body::from(bytes)), object)
 }
 
 /// Runs one verb; the name returned is what the request log records for creates.
