@@ -98,6 +98,7 @@ mod tests {
             replicas: 1,
             ready_replicas: 1,
             available_replicas: 1,
+            status_current: true,
             scale_down_deadline: None,
             created_at: None,
             template: None,

@@ -219,6 +219,7 @@ impl Sim {
             rs.replicas = next;
             rs.ready_replicas = next;
             rs.available_replicas = next;
+            rs.status_current = true;
         }
         self.world.now = self
             .world
@@ -296,16 +297,23 @@ impl Sim {
 }
 
 /// Safety rules every plan must obey, checked action by action on the world as it was:
-/// traffic only goes to pods that are available for it, and pods only leave once no traffic
-/// needs them.
+/// traffic only goes to pods that are available for it (a share of `n` pods rounded up, and
+/// none of the pods an earlier action of the plan scaled away), and pods only leave once no
+/// traffic needs them.
 pub fn check_safety(world: &Snapshot, plan: &RolloutPlan) {
     let replicas = world.rollout.spec.replicas();
-    let available = |hash: Option<&str>| {
+    let mut still_available: BTreeMap<String, i32> = world
+        .replica_sets
+        .iter()
+        .map(|rs| (rs.name.clone(), rs.available_replicas))
+        .collect();
+    let available = |still: &BTreeMap<String, i32>, hash: Option<&str>| {
         world
             .replica_sets
             .iter()
             .find(|rs| hash.is_some() && rs.pod_template_hash.as_deref() == hash)
-            .map_or(0, |rs| rs.available_replicas)
+            .and_then(|rs| still.get(&rs.name).copied())
+            .unwrap_or(0)
     };
     // What the routers hold as read (someone else may have changed them), not Ramp's memory.
     let mut traffic: Option<TrafficIntent> = crate::traffic::in_force(world).map(|(t, _)| t);
@@ -339,10 +347,10 @@ pub fn check_safety(world: &Snapshot, plan: &RolloutPlan) {
         match action {
             Action::SetTraffic(intent) => {
                 let need = |w: i32| {
-                    (i64::from(w) * i64::from(replicas) / i64::from(intent.max_weight)) as i32
+                    crate::replicas::traffic_weight_to_replicas(replicas, w, intent.max_weight)
                 };
-                let stable = available(intent.stable_hash.as_deref());
-                let canary = available(intent.canary_hash.as_deref());
+                let stable = available(&still_available, intent.stable_hash.as_deref());
+                let canary = available(&still_available, intent.canary_hash.as_deref());
                 if intent.canary_hash != intent.stable_hash {
                     assert!(
                         stable >= need(intent.stable_weight()),
@@ -418,6 +426,9 @@ pub fn check_safety(world: &Snapshot, plan: &RolloutPlan) {
                     );
                 }
                 specs.insert(name.clone(), *to);
+                if let Some(left) = still_available.get_mut(name) {
+                    *left = (*left).min(*to);
+                }
             }
             _ => {}
         }

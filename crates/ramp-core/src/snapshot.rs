@@ -93,6 +93,9 @@ pub struct ReplicaSetView {
     pub replicas: i32,
     pub ready_replicas: i32,
     pub available_replicas: i32,
+    /// The ReplicaSet controller has seen the current spec (`status.observedGeneration` is
+    /// `metadata.generation`): only then do the counts describe the pods the spec leaves.
+    pub status_current: bool,
     /// Parsed `scale-down-deadline` annotation; an unparsable value counts as absent.
     pub scale_down_deadline: Option<Timestamp>,
     pub created_at: Option<Timestamp>,
@@ -104,6 +107,17 @@ pub struct ReplicaSetView {
 }
 
 impl ReplicaSetView {
+    /// Available pods that can be sent traffic: none while the status predates the spec (a
+    /// scale-down may already have removed pods the counts still include), and never more
+    /// than the spec keeps.
+    pub fn serving(&self) -> i32 {
+        if self.status_current {
+            self.available_replicas.min(self.spec_replicas).max(0)
+        } else {
+            0
+        }
+    }
+
     /// Extracts the view from a ReplicaSet as the API server returns it.
     pub fn from_replica_set(rs: &ReplicaSet) -> Self {
         let meta = &rs.metadata;
@@ -119,6 +133,11 @@ impl ReplicaSetView {
             replicas: status.map_or(0, |s| s.replicas),
             ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
             available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
+            status_current: match (meta.generation, status) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(generation), Some(s)) => s.observed_generation.unwrap_or(0) >= generation,
+            },
             scale_down_deadline: annotation(SCALE_DOWN_DEADLINE_ANNOTATION)
                 .and_then(|d| d.parse().ok()),
             created_at: meta.creation_timestamp.as_ref().map(|t| t.0),

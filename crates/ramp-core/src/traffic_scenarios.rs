@@ -196,3 +196,81 @@ fn a_step_waiting_for_pods_or_traffic_says_so() {
         );
     }
 }
+
+/// Runs ticks until the update settles, returning every plan's actions.
+fn plans_until_settled(sim: &mut Sim) -> Vec<Vec<Action>> {
+    let mut plans = Vec::new();
+    for _ in 0..200 {
+        let plan = sim.tick();
+        let idle = plan.actions.is_empty();
+        plans.push(plan.actions);
+        let st = sim.world.rollout.status.clone().unwrap_or_default();
+        if idle && st.stable_rs == st.current_pod_hash {
+            return plans;
+        }
+    }
+    panic!("the update never finished: {:?}", sim.weights);
+}
+
+#[test]
+fn a_lower_weight_waits_until_stable_has_the_pods_for_its_larger_share() {
+    // Found by `ramp bench chaos` (seed 24): with dynamicStableScale, stable at 2 of 3 pods
+    // for its 40 %, the step to 10 % put 90 % on those 2 pods (a share of 2.7 pods rounded
+    // down) before the third was up.
+    let steps = vec![weight(60), pause(Some(1)), weight(10), pause(Some(1))];
+    let mut r = rollout(3, steps, true);
+    if let Some(c) = r.spec.strategy.as_mut().and_then(|s| s.canary.as_mut()) {
+        c.dynamic_stable_scale = Some(true);
+    }
+    let mut sim = Sim::new(r);
+    sim.start_rate = Some(1);
+    assert!(sim.run());
+    sim.set_image("web:2");
+    let stable = rs_name(&sim, "web:1");
+    let mut lowered_on = None;
+    for _ in 0..200 {
+        let available = sim
+            .world
+            .replica_sets
+            .iter()
+            .find(|rs| rs.name == stable)
+            .map_or(0, |rs| rs.available_replicas);
+        let plan = sim.tick();
+        if plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::SetTraffic(t) if t.canary_weight == 10))
+        {
+            lowered_on = Some(available);
+        }
+        let st = sim.world.rollout.status.clone().unwrap_or_default();
+        if plan.actions.is_empty() && st.stable_rs == st.current_pod_hash {
+            break;
+        }
+    }
+    assert_eq!(lowered_on, Some(3), "weights {:?}", sim.weights);
+    assert_eq!(sim.weights[sim.weights.len() - 4..], [60, 10, 100, 0]);
+}
+
+#[test]
+fn full_weight_waits_for_a_canary_scaled_down_then_up_in_one_reconcile() {
+    // Found by `ramp bench chaos` (seed 2): the last step lowered the weight, the canary went
+    // from 2 pods to 1 and, in the same reconcile, back to 2 for the promotion; the plan still
+    // counted the pod being removed as available and put 100 % on one pod.
+    let steps = vec![weight(99), pause(Some(1)), weight(10)];
+    let mut sim = Sim::new(rollout(2, steps, true));
+    assert!(sim.run());
+    sim.set_image("web:2");
+    let canary = rs_name(&sim, "web:2");
+    let plans = plans_until_settled(&mut sim);
+    for actions in &plans {
+        let scales_canary = actions
+            .iter()
+            .any(|a| matches!(a, Action::ScaleReplicaSet { name, .. } if *name == canary));
+        let full = actions
+            .iter()
+            .any(|a| matches!(a, Action::SetTraffic(t) if t.canary_weight == 100));
+        assert!(!(scales_canary && full), "one plan: {actions:?}");
+    }
+    assert_eq!(sim.weights[sim.weights.len() - 4..], [99, 10, 100, 0]);
+}

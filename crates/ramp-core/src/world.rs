@@ -12,7 +12,8 @@ use k8s_openapi::jiff::Timestamp;
 use ramp_api::rollout::RolloutStatus;
 
 /// `snapshot` after every action of `plan` succeeded and its status was written. Pod counts
-/// (`replicas`, `ready`, `available`) do not move: only the cluster's controllers do that.
+/// (`replicas`, `ready`, `available`) do not grow: only the cluster's controllers do that; a
+/// scaled ReplicaSet's status is stale until its controller reports again.
 pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
     let mut next = snapshot.clone();
     let rollout_name = next.rollout.metadata.name.clone().unwrap_or_default();
@@ -35,6 +36,7 @@ pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
                         replicas: 0,
                         ready_replicas: 0,
                         available_replicas: 0,
+                        status_current: false,
                         scale_down_deadline: None,
                         created_at: Some(snapshot.now),
                         template: Some(template.as_ref().clone()),
@@ -44,8 +46,15 @@ pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
                 }
             }
             Action::ScaleReplicaSet { name, to, .. } => {
-                if let Some(rs) = next.replica_sets.iter_mut().find(|rs| &rs.name == name) {
+                if let Some(rs) = next.replica_sets.iter_mut().find(|rs| &rs.name == name)
+                    && rs.spec_replicas != *to
+                {
+                    // Pods beyond a lower spec are going; the controller has not counted yet.
                     rs.spec_replicas = *to;
+                    rs.replicas = rs.replicas.min(*to);
+                    rs.ready_replicas = rs.ready_replicas.min(*to);
+                    rs.available_replicas = rs.available_replicas.min(*to);
+                    rs.status_current = false;
                 }
             }
             Action::AnnotateReplicaSet { name, key, value } => {

@@ -337,9 +337,8 @@ fn reconcile(ctx: &Ctx<'_>, pass: &mut Pass, new_rs: &ReplicaSetView, live: &[&R
     let stable_rs =
         live_by_hash(live, pass.status.stable_rs.as_deref()).filter(|rs| rs.name != new_rs.name);
     let manual_pause = ctx.spec.is_paused();
-    let fully_available = |rs: &ReplicaSetView| {
-        rs.spec_replicas >= ctx.replicas && rs.available_replicas >= ctx.replicas
-    };
+    let fully_available =
+        |rs: &ReplicaSetView| rs.spec_replicas >= ctx.replicas && rs.serving() >= ctx.replicas;
     let promote_full = pass.status.promote_full == Some(true);
     let new_is_active = observed_active.as_deref() == Some(new_hash.as_str());
 

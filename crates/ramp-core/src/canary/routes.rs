@@ -66,7 +66,7 @@ impl Routing {
 }
 
 fn fully_available(rs: &ReplicaSetView) -> bool {
-    rs.available_replicas > 0 && rs.available_replicas >= rs.spec_replicas
+    rs.serving() > 0 && rs.serving() >= rs.spec_replicas
 }
 
 /// Managed routes in force at `index`: every `setHeaderRoute`/`setMirrorRoute` so far, a
@@ -157,12 +157,13 @@ pub(super) fn decide(ctx: &Ctx<'_>, pass: &mut Pass, i: &RouteInputs<'_>) -> Rou
         stable_service_after: stable_service.and_then(|s| s.selector_hash.clone()),
     };
     let stable_serves = |hash: Option<&str>, weight: i32| {
-        let needed = (ctx.max_weight - weight) * ctx.replicas / ctx.max_weight.max(1);
-        needed <= 0 || rs_by_hash(i.live, hash).is_some_and(|rs| rs.available_replicas >= needed)
+        let needed =
+            traffic_weight_to_replicas(ctx.replicas, ctx.max_weight - weight, ctx.max_weight);
+        needed <= 0 || rs_by_hash(i.live, hash).is_some_and(|rs| rs.serving() >= needed)
     };
     let canary_serves = |hash: Option<&str>, weight: i32| {
-        let needed = weight * ctx.replicas / ctx.max_weight.max(1);
-        needed <= 0 || rs_by_hash(i.live, hash).is_some_and(|rs| rs.available_replicas >= needed)
+        let needed = traffic_weight_to_replicas(ctx.replicas, weight, ctx.max_weight);
+        needed <= 0 || rs_by_hash(i.live, hash).is_some_and(|rs| rs.serving() >= needed)
     };
     if ctx.spec.is_paused() {
         // A manual pause holds traffic where Ramp last put it: another writer's change is
@@ -213,7 +214,7 @@ pub(super) fn decide(ctx: &Ctx<'_>, pass: &mut Pass, i: &RouteInputs<'_>) -> Rou
         written_canary_hash.clone()
     } else {
         let ready = if owned(canary_service) || canary_service.is_none() {
-            i.new_rs.available_replicas > 0
+            i.new_rs.serving() > 0
         } else {
             fully_available(i.new_rs)
         };
@@ -255,10 +256,10 @@ pub(super) fn decide(ctx: &Ctx<'_>, pass: &mut Pass, i: &RouteInputs<'_>) -> Rou
             before.min(wanted)
         }
     };
-    // Never more canary share than its available pods serve, unless a setCanaryScale pins
-    // its size on purpose.
+    // Never more canary share than its available pods serve (as counted by a status that has
+    // seen the current spec), unless a setCanaryScale pins its size on purpose.
     let weight = if weight > written_weight && !scale_pinned(ctx, index, i.aborted) {
-        let servable = i.new_rs.available_replicas * ctx.max_weight / ctx.replicas.max(1);
+        let servable = i.new_rs.serving() * ctx.max_weight / ctx.replicas.max(1);
         weight.min(servable.max(written_weight)).min(ctx.max_weight)
     } else {
         weight.min(ctx.max_weight)
