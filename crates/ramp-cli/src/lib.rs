@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod analyze;
+pub mod bench;
+pub mod chaos;
 pub mod controller;
 pub mod crds;
 pub mod demo;

@@ -28,6 +28,8 @@ enum Command {
     Analyze(ramp_cli::analyze::AnalyzeArgs),
     /// Run the emulated Kubernetes cluster (ramp-sim) until interrupted.
     Sim(ramp_cli::sim::SimArgs),
+    /// Measure Ramp: randomized fault runs checked for safety (`chaos`).
+    Bench(ramp_cli::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Lint(args) => ramp_cli::lint::run(&args),
         Command::Analyze(args) => Ok(ramp_cli::analyze::run(&args)),
         Command::Sim(args) => ramp_cli::sim::run(&args),
+        Command::Bench(args) => ramp_cli::bench::run(&args),
     };
     match outcome {
         Ok(code) => code,
