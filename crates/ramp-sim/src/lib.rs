@@ -16,6 +16,6 @@ pub mod traffic;
 pub mod workloads;
 
 pub use api::{
-    DeniedRequest, ErrorFault, FaultError, FaultTarget, Faults, InjectedCounts, LatencyFault, LoggedRequest,
-    RequestLog, Sim, SimConfig, SimError, SimHandle, Verb,
+    DeniedRequest, ErrorFault, FaultError, FaultTarget, Faults, InjectedCounts, LatencyFault,
+    LoggedRequest, RequestLog, Sim, SimConfig, SimError, SimHandle, Verb,
 };
