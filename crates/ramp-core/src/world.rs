@@ -12,8 +12,9 @@ use k8s_openapi::jiff::Timestamp;
 use ramp_api::rollout::RolloutStatus;
 
 /// `snapshot` after every action of `plan` succeeded and its status was written. Pod counts
-/// (`replicas`, `ready`, `available`) do not grow: only the cluster's controllers do that; a
-/// scaled ReplicaSet's status is stale until its controller reports again.
+/// (`replicas`, `ready`, `available`) do not grow: only the cluster's controllers do that. A
+/// scaled ReplicaSet's status is stale until its controller reports again, and its available
+/// pods are at most its new spec.
 pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
     let mut next = snapshot.clone();
     let rollout_name = next.rollout.metadata.name.clone().unwrap_or_default();
@@ -49,10 +50,9 @@ pub fn apply_plan(snapshot: &Snapshot, plan: &RolloutPlan) -> Snapshot {
                 if let Some(rs) = next.replica_sets.iter_mut().find(|rs| &rs.name == name)
                     && rs.spec_replicas != *to
                 {
-                    // Pods beyond a lower spec are going; the controller has not counted yet.
+                    // Pods beyond a lower spec are going: none of them may take traffic, even
+                    // before the ReplicaSet controller counts again.
                     rs.spec_replicas = *to;
-                    rs.replicas = rs.replicas.min(*to);
-                    rs.ready_replicas = rs.ready_replicas.min(*to);
                     rs.available_replicas = rs.available_replicas.min(*to);
                     rs.status_current = false;
                 }
