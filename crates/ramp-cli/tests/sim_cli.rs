@@ -117,7 +117,9 @@ fn a_rule_that_cannot_be_read_stops_it_before_it_starts() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(r#"--fault "error=404,verb=list": error "404" is not 500, 429 or 409"#),
+        stderr.contains(
+            r#"--fault "error=404,verb=list": error "404" is not 500, 500-applied, 429 or 409"#
+        ),
         "{stderr}"
     );
     let output = cargo_bin_cmd!("ramp")

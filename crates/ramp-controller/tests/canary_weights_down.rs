@@ -193,6 +193,7 @@ async fn istio_host_split_lowers_the_weight_before_the_canary_shrinks_and_finish
     let weights = vs_weights(&writes, "web-vsvc", &vs_before, "host", "web-canary");
     // 2 pods: 99 % needs both, 2 % one.
     assert_down_order(&writes, &weights, &canary_rs, &stable_rs, 2, 1);
+    assert_invariants_hold(&cluster.sim);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,6 +224,7 @@ async fn istio_subset_split_lowers_the_weight_before_the_canary_shrinks_and_fini
     let weights = vs_weights(&writes, "web-vsvc", &vs_before, "subset", "canary");
     // 5 pods: 99 % needs all five, 2 % one.
     assert_down_order(&writes, &weights, &canary_rs, &stable_rs, 5, 1);
+    assert_invariants_hold(&cluster.sim);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,4 +268,5 @@ async fn nginx_lowers_the_canary_weight_annotation_before_the_canary_shrinks_and
         })
         .collect();
     assert_down_order(&writes, &weights, &canary_rs, &stable_rs, 5, 1);
+    assert_invariants_hold(&cluster.sim);
 }

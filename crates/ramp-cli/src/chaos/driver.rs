@@ -1,5 +1,6 @@
-//! One chaos run: a fresh ramp-sim, Ramp's controllers in-process (one process, or two under
-//! leader election when the run changes leaders), version 1 rolled out in calm, then version 2
+//! One chaos run: a fresh ramp-sim, Ramp's controllers in-process with their production
+//! settings (one process, or two when the run changes leaders; always under leader election,
+//! with the lease timings cut from 15/10/2 s to 2/1.5/0.25 s), version 1 rolled out in calm, then version 2
 //! applied while the drawn faults strike. After the fault window the run is calm again and
 //! must end where the analysis says (promoted, or aborted with all traffic on stable). The
 //! whole request log then goes through [`ramp_sim::invariants`].
@@ -152,9 +153,6 @@ pub async fn run(
     schedule(&sim, scenario, &fleet, t0, &counts).await;
     sim.clear_faults();
     sim.set_watch_cut_after(None);
-    if let Some(task) = mid_abort {
-        task.abort();
-    }
 
     let expectation = Expectation {
         v1,
@@ -166,6 +164,9 @@ pub async fn run(
     };
     let deadline = timeout.saturating_sub(t0.elapsed());
     let ended = wait_until(deadline, || expectation.reached(&client)).await;
+    if let Some(task) = mid_abort {
+        task.abort();
+    }
     fleet.stop_all().await;
     if let Err(err) = ended {
         let rollout = rollouts(&client).get(ROLLOUT).await.ok();
@@ -439,10 +440,13 @@ async fn schedule(
                 count(FaultKind::Outage.as_str());
             }
             Action::HandEdit(edit) => {
-                if let Some(router) = router
-                    && hand_edit(&client, router, edit).await
-                {
-                    count(FaultKind::HandEdit.as_str());
+                let Some(router) = router else { continue };
+                for _ in 0..20 {
+                    if hand_edit(&client, router, edit).await {
+                        count(FaultKind::HandEdit.as_str());
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
             Action::Kill(down) => {
@@ -452,8 +456,12 @@ async fn schedule(
                 count(FaultKind::Kill.as_str());
             }
             Action::LeaderChange(graceful) => {
-                if fleet.change_leader(graceful).await {
-                    count(FaultKind::LeaderChange.as_str());
+                for _ in 0..20 {
+                    if fleet.change_leader(graceful).await {
+                        count(FaultKind::LeaderChange.as_str());
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
@@ -597,11 +605,8 @@ impl Fleet {
                 }
                 let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
                 let options = RunOptions {
+                    // The production settings, but for the namespace and Istio's version.
                     rollouts: ControllerConfig {
-                        concurrency: 4,
-                        backoff_min: Duration::from_millis(200),
-                        backoff_max: Duration::from_secs(2),
-                        invalid_spec_recheck: Duration::from_secs(2),
                         istio_version: IstioApiVersion::V1alpha3,
                         instance: Some(name.clone()),
                         scope: WatchScope {
@@ -612,8 +617,6 @@ impl Fleet {
                     },
                     analysis_runs: AnalysisRunConfig {
                         namespace: Some(NAMESPACE.to_owned()),
-                        backoff_min: Duration::from_millis(200),
-                        backoff_max: Duration::from_secs(2),
                         instance: Some(name),
                         ..AnalysisRunConfig::default()
                     },

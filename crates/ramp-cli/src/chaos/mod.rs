@@ -129,7 +129,9 @@ impl Report {
                 .map(|(name, count)| format!("{name} {count}"))
                 .collect();
             let extra = match kind {
-                FaultKind::LeaderChange => format!(", lease takeovers {}", self.takeovers),
+                FaultKind::LeaderChange => {
+                    format!(", lease takeovers in all runs {}", self.takeovers)
+                }
                 _ => String::new(),
             };
             let _ = writeln!(

@@ -379,6 +379,37 @@ pub fn canary_weights(
     weights
 }
 
+/// Checks the safety invariants of [`ramp_sim::invariants`] over every write of the test's
+/// namespace so far: the sim's request log, or the real server's audit log. Writes to pods and
+/// ReplicaSet statuses are the cluster's; all others count as the controller's (the test's own
+/// creates and image changes never move traffic, so they pass as such).
+pub fn assert_invariants_hold(sim: &TestCluster) {
+    use ramp_sim::invariants::{Writer, check};
+    let log = sim.request_log().since_settled(0, Duration::from_secs(2));
+    let violations = check(&log, |w| {
+        if w.resource == "pods" || (w.resource == "replicasets" && w.subresource.is_some()) {
+            Writer::Other
+        } else {
+            Writer::Controller
+        }
+    });
+    let checked = log.iter().filter(|w| w.object.is_some()).count();
+    assert!(
+        checked > 0,
+        "no write carried its object: nothing was checked"
+    );
+    assert!(
+        violations.is_empty(),
+        "{} invariant violations:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 /// Weight of `host` in the first HTTP route.
 pub fn destination_weight(vs: &Value, host: &str) -> i64 {
     vs["spec"]["http"][0]["route"]
