@@ -15,11 +15,12 @@
 //! - **step-without-traffic**: a canary step index only moves past a `setWeight` step when the
 //!   router holds that step's weight.
 //!
-//! What the controller wrote is judged against the objects as the controller could know them:
-//! a hand edit of a router object (a write the caller marks [`Writer::HandEdit`]) changes the
-//! model of the traffic, but until the controller writes that object again its checks read the
-//! object as it was before the edit. The first version of a rollout, which has nowhere else to
-//! send traffic, is exempt from **traffic-to-unready**.
+//! Traffic and pods are judged by the objects as they are, hand edits included: what a write
+//! does to traffic really flowing is what counts. Only **step-without-traffic** reads a router
+//! object as the controller last wrote it while a hand edit (a write the caller marks
+//! [`Writer::HandEdit`]) is unanswered, since the edit may land between the controller's
+//! check of the weight and its status write. The first version of a rollout, which has
+//! nowhere else to send traffic, is exempt from **traffic-to-unready**.
 //!
 //! Routers understood: Istio host-split VirtualServices (`canaryService`/`stableService`
 //! hosts), the NGINX canary Ingress `<rollout>-<stableIngress>-canary`, and blue-green active
@@ -169,12 +170,13 @@ impl Model {
         }
     }
 
-    /// The object as the controller could know it.
-    fn seen(&self, resource: &str, namespace: &str, name: &str) -> Option<&Value> {
+    /// The object as it is, or (`View::Controller`) as the controller last wrote it when a
+    /// hand edit has changed it since.
+    fn seen(&self, view: View, resource: &str, namespace: &str, name: &str) -> Option<&Value> {
         let key = (resource.to_owned(), namespace.to_owned(), name.to_owned());
-        match self.before_hand_edits.get(&key) {
-            Some(before) => before.as_ref(),
-            None => self.objects.get(&key),
+        match (view, self.before_hand_edits.get(&key)) {
+            (View::Controller, Some(before)) => before.as_ref(),
+            _ => self.objects.get(&key),
         }
     }
 
@@ -217,8 +219,8 @@ impl Model {
                 |rule: Rule, detail: String| found.push((name.to_owned(), rule, detail));
             match key.0.as_str() {
                 "virtualservices" | "ingresses" | "services" if shape.reads(key) => {
-                    let now = self.traffic(&shape, namespace, &mut broke);
-                    let then = before.traffic(&shape, namespace, &mut |_, _| {});
+                    let now = self.traffic(View::Actual, &shape, namespace, &mut broke);
+                    let then = before.traffic(View::Actual, &shape, namespace, &mut |_, _| {});
                     self.judge_traffic_growth(&shape, namespace, &then, &now, &mut broke);
                 }
                 "replicasets" if write.subresource.is_none() => {
@@ -238,12 +240,13 @@ impl Model {
     /// when the rollout's router objects are not all there.
     fn traffic(
         &self,
+        view: View,
         shape: &Shape,
         namespace: &str,
         broke: &mut dyn FnMut(Rule, String),
     ) -> Option<BTreeMap<String, i64>> {
         let hash_of = |service: &str| {
-            self.seen("services", namespace, service)
+            self.seen(view, "services", namespace, service)
                 .and_then(|s| s["spec"]["selector"][HASH_LABEL].as_str())
                 .map(str::to_owned)
         };
@@ -258,7 +261,7 @@ impl Model {
                 virtual_service,
                 routes,
             } => {
-                let vs = self.seen("virtualservices", namespace, virtual_service)?;
+                let vs = self.seen(view, "virtualservices", namespace, virtual_service)?;
                 let (stable, canary) = (&shape.stable_service, &shape.canary_service);
                 let (mut stable_weight, mut canary_weight) = (0, 0);
                 for route in vs["spec"]["http"].as_array().into_iter().flatten() {
@@ -302,7 +305,7 @@ impl Model {
                 add(hash_of(canary), canary_weight);
             }
             Router::Nginx { canary_ingress } => {
-                let canary_weight = match self.seen("ingresses", namespace, canary_ingress) {
+                let canary_weight = match self.seen(view, "ingresses", namespace, canary_ingress) {
                     None => 0,
                     Some(ingress) => {
                         let annotations = &ingress["metadata"]["annotations"];
@@ -381,7 +384,7 @@ impl Model {
         let Some(hash) = rs["metadata"]["labels"][HASH_LABEL].as_str() else {
             return;
         };
-        let Some(traffic) = self.traffic(shape, namespace, &mut |_, _| {}) else {
+        let Some(traffic) = self.traffic(View::Actual, shape, namespace, &mut |_, _| {}) else {
             return;
         };
         let weight = traffic.get(hash).copied().unwrap_or(0);
@@ -433,7 +436,7 @@ impl Model {
             .unwrap_or(0);
         let canary_hash = status["currentPodHash"].as_str().unwrap_or_default();
         let stable_hash = status["stableRS"].as_str().unwrap_or_default();
-        let Some(traffic) = self.traffic(shape, namespace, &mut |_, _| {}) else {
+        let Some(traffic) = self.traffic(View::Controller, shape, namespace, &mut |_, _| {}) else {
             return;
         };
         if canary_hash == stable_hash {
@@ -452,6 +455,13 @@ impl Model {
 }
 
 const HASH_LABEL: &str = "rollouts-pod-template-hash";
+
+/// Which state of a router object a check reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    Actual,
+    Controller,
+}
 
 /// What the checker needs of a rollout.
 struct Shape {

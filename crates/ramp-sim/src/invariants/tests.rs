@@ -194,6 +194,19 @@ fn a_hand_edit_is_judged_by_what_the_controller_wrote_last() {
 }
 
 #[test]
+fn pods_may_go_once_a_hand_edit_took_their_traffic_away() {
+    // `ramp bench chaos` seed 64: the VirtualService re-applied at 100/0 by hand, then the
+    // controller shrinks the canary for the next step before writing its weight back.
+    let mut log = v1_stable_v2_started();
+    log.write(Writer::Other, "replicasets", rs("b", 2, 2))
+        .ramp("virtualservices", vs(50, 50))
+        .write(Writer::HandEdit, "virtualservices", vs(0, 100))
+        .ramp("replicasets", rs("b", 1, 2))
+        .ramp("virtualservices", vs(25, 75));
+    assert_eq!(log.check(), vec![]);
+}
+
+#[test]
 fn a_write_applied_then_answered_500_counts_and_a_refused_one_does_not() {
     let mut log = v1_stable_v2_started();
     log.write(Writer::Other, "replicasets", rs("b", 1, 1))
