@@ -92,6 +92,30 @@ pub fn last_written(snapshot: &Snapshot) -> Option<TrafficIntent> {
 /// weight). `None`: nothing was ever written.
 pub fn in_force(snapshot: &Snapshot) -> Option<(TrafficIntent, bool)> {
     let mut last = last_written(snapshot)?;
+    // Unless DestinationRule subsets split the traffic, the Services' selectors decide which
+    // pods the canary and stable destinations reach. A recorded hash can be older than a
+    // selector (a reconcile that failed after switching a Service never wrote its status).
+    let strategy = snapshot.rollout.spec.canary();
+    let subsets = strategy
+        .and_then(|c| c.traffic_routing.as_ref())
+        .and_then(|t| t.istio.as_ref())
+        .is_some_and(|i| i.destination_rule.is_some());
+    if !subsets && let Some(strategy) = strategy {
+        let selector = |name: &Option<String>| {
+            let name = name.as_deref()?;
+            snapshot
+                .services
+                .iter()
+                .find(|s| s.name == name && s.exists)
+                .and_then(|s| s.selector_hash.clone())
+        };
+        if let Some(hash) = selector(&strategy.canary_service) {
+            last.canary_hash = Some(hash);
+        }
+        if let Some(hash) = selector(&strategy.stable_service) {
+            last.stable_hash = Some(hash);
+        }
+    }
     let Some(reading) = &snapshot.traffic_read else {
         return Some((last, false));
     };

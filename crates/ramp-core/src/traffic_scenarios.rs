@@ -274,3 +274,43 @@ fn full_weight_waits_for_a_canary_scaled_down_then_up_in_one_reconcile() {
     }
     assert_eq!(sim.weights[sim.weights.len() - 4..], [99, 10, 100, 0]);
 }
+
+#[test]
+fn the_canary_service_stays_on_the_canary_when_the_recorded_hash_is_older_than_its_selector() {
+    // Found by `ramp bench chaos` (seed 210): a reconcile switched the canary Service to the
+    // new pods and failed before writing its status; the next one, with no memory of its last
+    // router write, took the canary's hash from that stale status, saw the stable unable to
+    // take the whole share, and "held" the canary Service on the stable hash: the canary's
+    // 25 % went to a stable sized for 75 %.
+    let mut r = rollout(4, vec![weight(25), pause(None)], true);
+    if let Some(c) = r.spec.strategy.as_mut().and_then(|s| s.canary.as_mut()) {
+        c.dynamic_stable_scale = Some(true);
+    }
+    let mut sim = Sim::new(r);
+    assert!(sim.run());
+    sim.set_image("web:2");
+    assert!(!sim.run());
+    assert_eq!(reported_weight(&sim), Some(25));
+    let stable = sim.world.rollout.status.clone().unwrap().stable_rs.unwrap();
+    // The controller restarted (no memory of its writes) and the status still names the
+    // stable as the canary's hash.
+    sim.world.traffic = None;
+    sim.world.traffic_read = Some(TrafficReading {
+        canary_weight: 25,
+        holds_last_write: true,
+    });
+    if let Some(weights) = sim
+        .status_mut()
+        .canary
+        .as_mut()
+        .and_then(|c| c.weights.as_mut())
+    {
+        weights.canary.pod_template_hash = Some(stable.clone());
+    }
+    let plan = sim.tick();
+    let back_on_stable = plan.actions.iter().any(|a| {
+        matches!(a, Action::PointService { service, pod_template_hash }
+            if service == "web-canary" && *pod_template_hash == stable)
+    });
+    assert!(!back_on_stable, "{:?}", plan.actions);
+}

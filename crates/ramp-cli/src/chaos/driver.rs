@@ -498,9 +498,13 @@ async fn hand_edit(client: &Client, router: Router, edit: HandEdit) -> bool {
             let Ok(vs) = parse::<DynamicObject>(virtual_service()) else {
                 return false;
             };
-            api.delete(VIRTUAL_SERVICE, &DeleteParams::default())
-                .await
-                .is_ok()
+            // A delete answered 500 may have been applied: a later 404 means it is gone.
+            let deleted = match api.delete(VIRTUAL_SERVICE, &DeleteParams::default()).await {
+                Ok(_) => true,
+                Err(kube::Error::Api(status)) => status.code == 404,
+                Err(_) => false,
+            };
+            deleted
                 && retry(|| async { Ok(api.create(&post, &vs).await.map(drop)?) })
                     .await
                     .is_ok()
@@ -714,7 +718,8 @@ fn virtual_services(client: &Client) -> Api<DynamicObject> {
     )
 }
 
-/// Tries `attempt` until it succeeds (an object already there counts) for up to 30 s.
+/// Tries `attempt` until it succeeds (an object already there counts) for up to 30 s: longer
+/// than any outage a run draws.
 async fn retry<F, Fut>(mut attempt: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
