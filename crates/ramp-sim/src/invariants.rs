@@ -16,10 +16,11 @@
 //!   router holds that step's weight.
 //!
 //! Traffic and pods are judged by the objects as they are, hand edits included: what a write
-//! does to traffic really flowing is what counts. Only **step-without-traffic** reads a router
-//! object as the controller last wrote it while a hand edit (a write the caller marks
+//! does to traffic really flowing is what counts. **step-without-traffic** also accepts the
+//! weight the controller last wrote while a hand edit (a write the caller marks
 //! [`Writer::HandEdit`]) is unanswered, since the edit may land between the controller's
-//! check of the weight and its status write. The first version of a rollout, which has
+//! check of the weight and its status write; and a hand edit that happens to set the step's
+//! weight backs the step as well as the controller's own write would. The first version of a rollout, which has
 //! nowhere else to send traffic, is exempt from **traffic-to-unready**.
 //!
 //! Routers understood: Istio host-split VirtualServices (`canaryService`/`stableService`
@@ -436,14 +437,19 @@ impl Model {
             .unwrap_or(0);
         let canary_hash = status["currentPodHash"].as_str().unwrap_or_default();
         let stable_hash = status["stableRS"].as_str().unwrap_or_default();
-        let Some(traffic) = self.traffic(View::Controller, shape, namespace, &mut |_, _| {}) else {
-            return;
-        };
         if canary_hash == stable_hash {
             return;
         }
-        let held = traffic.get(canary_hash).copied().unwrap_or(0);
-        if held != wanted {
+        // The weight is in force, or the controller's own last write set it (a hand edit may
+        // have landed since its check).
+        let held = |view| {
+            self.traffic(view, shape, namespace, &mut |_, _| {})
+                .map(|t| t.get(canary_hash).copied().unwrap_or(0))
+        };
+        let (Some(held), Some(written)) = (held(View::Actual), held(View::Controller)) else {
+            return;
+        };
+        if held != wanted && written != wanted {
             broke(
                 Rule::StepWithoutTraffic,
                 format!(

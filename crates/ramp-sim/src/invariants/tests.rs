@@ -207,6 +207,32 @@ fn pods_may_go_once_a_hand_edit_took_their_traffic_away() {
 }
 
 #[test]
+fn a_hand_edit_that_sets_the_steps_weight_backs_the_step() {
+    // `ramp bench chaos` seed 237: someone set 50/50 by hand while the next step wanted 50 %;
+    // the controller saw the weight in force and moved on without writing it again.
+    let mut steps = rollout(0, "b", "a");
+    steps["spec"]["strategy"]["canary"]["steps"] =
+        json!([{"setWeight": 25}, {"setWeight": 50}, {"pause": {}}]);
+    let at = |index| {
+        let mut r = steps.clone();
+        r["status"]["currentStepIndex"] = json!(index);
+        r
+    };
+    let mut log = v1_stable_v2_started();
+    log.write(Writer::Other, "rollouts", at(0))
+        .write(Writer::Other, "replicasets", rs("b", 2, 2))
+        .ramp("virtualservices", vs(25, 75))
+        .ramp("rollouts", at(1))
+        .write(Writer::HandEdit, "virtualservices", vs(50, 50))
+        .ramp("rollouts", at(2));
+    assert_eq!(log.check(), vec![]);
+    // Without the edit, the same status write is a step done without its weight.
+    log.entries.remove(13);
+    log.writers.remove(13);
+    assert_eq!(log.check(), vec![(13, Rule::StepWithoutTraffic)]);
+}
+
+#[test]
 fn a_write_applied_then_answered_500_counts_and_a_refused_one_does_not() {
     let mut log = v1_stable_v2_started();
     log.write(Writer::Other, "replicasets", rs("b", 1, 1))
