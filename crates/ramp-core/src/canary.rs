@@ -279,6 +279,12 @@ fn reconcile(
             let floor = routing.pods_needed(ctx, t.rs);
             t.to = t.to.max(floor.min(t.rs.spec_replicas));
         }
+        if ctx.routed && t.to > t.rs.spec_replicas && t.rs.replicas > t.rs.spec_replicas {
+            // A scale-down still under way (the status counts pods the spec no longer keeps)
+            // finishes before the ReplicaSet grows again: a status written while pods are
+            // being removed can still count them as available, and traffic would follow.
+            t.to = t.rs.spec_replicas;
+        }
     }
     let scale_ups: Vec<Action> = targets
         .iter()

@@ -314,3 +314,50 @@ fn the_canary_service_stays_on_the_canary_when_the_recorded_hash_is_older_than_i
     });
     assert!(!back_on_stable, "{:?}", plan.actions);
 }
+
+#[test]
+fn a_canary_shrunk_for_a_lower_weight_grows_again_only_once_the_shrinking_is_counted() {
+    // Found by `ramp bench chaos` (seed 237): 10 % then 60 %; the canary went from 3 pods to 1
+    // and at once back to 3. The ReplicaSet controller's status, written while it removed two
+    // pods, still counted 3 available for the new spec, and 60 % followed onto the one pod left.
+    let steps = vec![weight(60), weight(10), pause(None), weight(60), pause(None)];
+    let mut sim = Sim::new(rollout(5, steps, true));
+    assert!(sim.run());
+    sim.set_image("web:2");
+    assert!(!sim.run());
+    assert_eq!(reported_weight(&sim), Some(10));
+    let canary = rs_name(&sim, "web:2");
+    // The canary was shrunk to 1 for 10 %; its status still counts the 3 pods being removed.
+    let rs = |sim: &mut Sim| {
+        sim.world
+            .replica_sets
+            .iter_mut()
+            .find(|rs| rs.name == canary)
+            .expect("canary")
+            .clone()
+    };
+    assert_eq!(rs(&mut sim).spec_replicas, 1);
+    for view in &mut sim.world.replica_sets {
+        if view.name == canary {
+            view.replicas = 3;
+            view.available_replicas = 3;
+        }
+    }
+    promote(&mut sim);
+    let plan = sim.tick();
+    let grows = |actions: &[Action]| {
+        actions.iter().any(|a| {
+            matches!(a, Action::ScaleReplicaSet { name, from, to } if *name == canary && to > from)
+        })
+    };
+    assert!(!grows(&plan.actions), "{:?}", plan.actions);
+    // Once the status counts only the pod kept, the canary grows for 60 %.
+    for view in &mut sim.world.replica_sets {
+        if view.name == canary {
+            view.replicas = 1;
+            view.available_replicas = 1;
+        }
+    }
+    let plan = sim.tick();
+    assert!(grows(&plan.actions), "{:?}", plan.actions);
+}

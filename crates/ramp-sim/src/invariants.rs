@@ -13,7 +13,7 @@
 //!   traffic needs, so traffic leaves a version before its pods do, stable keeps the pods for
 //!   its share, and an abort has moved all traffic to stable before any canary pod goes;
 //! - **step-without-traffic**: a canary step index only moves past a `setWeight` step when the
-//!   router holds that step's weight.
+//!   router holds that step's weight (moving past other steps is not judged).
 //!
 //! Traffic and pods are judged by the objects as they are, hand edits included: what a write
 //! does to traffic really flowing is what counts. **step-without-traffic** also accepts the
@@ -427,6 +427,13 @@ impl Model {
             || !same_revision
             || status["abort"] == true
             || index as usize >= steps.len()
+        {
+            return;
+        }
+        // Only a `setWeight` step is done by a traffic write.
+        if !steps[was.max(0) as usize..index as usize]
+            .iter()
+            .any(|step| step.get("setWeight").is_some())
         {
             return;
         }
