@@ -387,7 +387,7 @@ async fn schedule(
     scenario: &Scenario,
     fleet: &Arc<Fleet>,
     t0: Instant,
-    counts: &Arc<Mutex<BTreeMap<&'static str, u64>>>,
+    counts: &Counts,
 ) {
     enum Action {
         OutageStart(Duration),
@@ -418,11 +418,6 @@ async fn schedule(
             .map(|(at, g)| (*at, Action::LeaderChange(*g))),
     );
     actions.sort_by_key(|(at, _)| *at);
-    let count = |kind: &'static str| {
-        if let Ok(mut counts) = counts.lock() {
-            *counts.entry(kind).or_insert(0) += 1;
-        }
-    };
     let client = sim.client();
     let router = match &scenario.strategy {
         Strategy::Canary { router, .. } => Some(*router),
@@ -437,36 +432,53 @@ async fn schedule(
                 let _ = sim.restart().await;
                 tokio::time::sleep(length).await;
                 sim.set_faults(before);
-                count(FaultKind::Outage.as_str());
+                bump(counts, FaultKind::Outage);
             }
             Action::HandEdit(edit) => {
                 let Some(router) = router else { continue };
-                for _ in 0..20 {
-                    if hand_edit(&client, router, edit).await {
-                        count(FaultKind::HandEdit.as_str());
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                if within_two_seconds(|| hand_edit(&client, router, edit)).await {
+                    bump(counts, FaultKind::HandEdit);
                 }
             }
             Action::Kill(down) => {
                 fleet.kill_all();
                 tokio::time::sleep(down).await;
                 fleet.start_all();
-                count(FaultKind::Kill.as_str());
+                bump(counts, FaultKind::Kill);
             }
             Action::LeaderChange(graceful) => {
-                for _ in 0..20 {
-                    if fleet.change_leader(graceful).await {
-                        count(FaultKind::LeaderChange.as_str());
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                if within_two_seconds(|| fleet.change_leader(graceful)).await {
+                    bump(counts, FaultKind::LeaderChange);
                 }
             }
         }
     }
     tokio::time::sleep_until((t0 + FAULT_WINDOW).into()).await;
+}
+
+/// Faults injected so far, by the name the report gives them.
+type Counts = Arc<Mutex<BTreeMap<&'static str, u64>>>;
+
+fn bump(counts: &Counts, kind: FaultKind) {
+    if let Ok(mut counts) = counts.lock() {
+        *counts.entry(kind.as_str()).or_insert(0) += 1;
+    }
+}
+
+/// Tries `attempt` every 100 ms until it reports success, for up to 2 s (the API may be
+/// failing); says whether it succeeded.
+async fn within_two_seconds<F, Fut>(mut attempt: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..20 {
+        if attempt().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// Edits the router behind the controller's back; `false` when the edit did not get through
@@ -525,11 +537,7 @@ async fn hand_edit(client: &Client, router: Router, edit: HandEdit) -> bool {
 
 /// Kills every controller process the moment the rollout is seen aborting, and starts them
 /// again shortly after.
-async fn kill_when_aborting(
-    client: Client,
-    fleet: Arc<Fleet>,
-    counts: Arc<Mutex<BTreeMap<&'static str, u64>>>,
-) {
+async fn kill_when_aborting(client: Client, fleet: Arc<Fleet>, counts: Counts) {
     loop {
         if let Ok(rollout) = rollouts(&client).get(ROLLOUT).await
             && rollout.status.as_ref().and_then(|s| s.abort) == Some(true)
@@ -537,9 +545,7 @@ async fn kill_when_aborting(
             fleet.kill_all();
             tokio::time::sleep(Duration::from_millis(300)).await;
             fleet.start_all();
-            if let Ok(mut counts) = counts.lock() {
-                *counts.entry(FaultKind::KillMidAbort.as_str()).or_insert(0) += 1;
-            }
+            bump(&counts, FaultKind::KillMidAbort);
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
